@@ -1,0 +1,3 @@
+from rrm_server.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""HTTP glue for the judging API; the logic is in ``serving``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from rrm_server.api.cancellation import with_cancellation
+from rrm_server.api.deps import get_serving
+from rrm_server.api.errors import ERROR_RESPONSES
+from rrm_server.api.judge.protocol import (
+    PairwiseRequest,
+    PairwiseResponse,
+    RankRequest,
+    RankResponse,
+    RenderRequest,
+    RenderResponse,
+)
+from rrm_server.api.judge.serving import JudgeServing
+
+router = APIRouter(prefix="/v1/judge", tags=["judge"], responses=ERROR_RESPONSES)
+Serving = Annotated[JudgeServing, Depends(get_serving)]
+
+
+@router.post("/pairwise", response_model=PairwiseResponse)
+@with_cancellation
+async def pairwise(body: PairwiseRequest, serving: Serving, raw_request: Request) -> PairwiseResponse:
+    """Judge two responses with k votes; the winner is their majority."""
+    return await serving.pairwise(body)
+
+
+@router.post("/rank", response_model=RankResponse)
+@with_cancellation
+async def rank(body: RankRequest, serving: Serving, raw_request: Request) -> RankResponse:
+    """Rank N responses by ELO round robin or a knockout bracket."""
+    return await serving.rank(body)
+
+
+@router.post("/render", response_model=RenderResponse)
+async def render(body: RenderRequest, serving: Serving) -> RenderResponse:
+    """Dry run: the exact prompt text and token ids a comparison would send to the engine."""
+    return serving.render(body)

@@ -1,0 +1,285 @@
+"""Judging logic behind the HTTP routes and the Python API: validate, encode, run a strategy, report."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import fields, replace
+from typing import Sequence
+
+from rrm_server.api.judge.protocol import (
+    CacheUsageOut,
+    MatchOut,
+    PairwiseRequest,
+    PairwiseResponse,
+    RankRequest,
+    RankResponse,
+    RenderRequest,
+    RenderResponse,
+    SamplingFields,
+    TallyOut,
+    UsageOut,
+    VoteOut,
+)
+from rrm_server.engine.base import EngineClient, EngineUnavailable, ModelInfo
+from rrm_server.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, NotReady
+from rrm_server.cache.keys import comparison_scope
+from rrm_server.cache.store import VoteCache
+from rrm_server.judging.comparator import EngineComparator, JudgmentCodec, MatchResult, Sampling, Usage
+from rrm_server.judging.strategies import RankOutcome, StrategyOptions, get_strategy
+from rrm_server.judging.votes import Outcome, Tally, Vote
+from rrm_server.ops import metrics
+from rrm_server.prompt.template import PromptBuilder
+from rrm_server.settings import Settings
+
+
+class JudgeServing:
+    def __init__(self, settings: Settings, engine: EngineClient, builder: PromptBuilder, model: ModelInfo,
+                 cache: VoteCache, fingerprint: str) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.builder = builder
+        self.model = model
+        self.cache = cache
+        self.fingerprint = fingerprint
+
+    # -- public --------------------------------------------------------------------------------
+    def render(self, req: RenderRequest) -> RenderResponse:
+        self._check_model(req.model)
+        self._check_texts(req.query, req.responses)
+        shown = [1, 0] if req.order == "swapped" else [0, 1]
+        rendered = self.builder.render(req.query, req.responses[shown[0]], req.responses[shown[1]])
+        return RenderResponse(
+            model=self.model.name,
+            shown_order=shown,
+            prompt_text=rendered.text,
+            prompt_token_ids=rendered.token_ids,
+            num_prompt_tokens=len(rendered.token_ids),
+            opens_reasoning=self.builder.opens_reasoning,
+            prompt_version=self.builder.spec.version,
+        )
+
+    async def pairwise(self, req: PairwiseRequest, request_id: str | None = None) -> PairwiseResponse:
+        rid = request_id or f"pairwise-{uuid.uuid4().hex}"
+        outcome, usage = await self._run(req, "pairwise", StrategyOptions(votes=req.votes), rid)
+        match = outcome.matches[0]
+        return PairwiseResponse(
+            id=rid,
+            model=self.model.name,
+            seed=req.seed,
+            winner=outcome.best,
+            confidence=match.confidence,
+            p_first=match.p_first,
+            tally=_tally_out(match.tally),
+            votes=[_vote_out(v, match, req.include_reasoning) for v in match.votes],
+            usage=usage_out(usage),
+        )
+
+    async def rank(self, req: RankRequest, request_id: str | None = None) -> RankResponse:
+        rid = request_id or f"rank-{uuid.uuid4().hex}"
+        if req.adaptive_votes is not None and not req.votes <= req.adaptive_votes <= self.settings.max_votes:
+            raise InvalidRequest(f"adaptive_votes={req.adaptive_votes} must be between votes={req.votes} and this "
+                                 f"server's maximum of {self.settings.max_votes}", "adaptive_votes")
+        options = StrategyOptions(votes=req.votes, rating=req.rating, invalid_matches=req.invalid_matches,
+                                  adaptive_votes=req.adaptive_votes, target_confidence=req.target_confidence)
+        outcome, usage = await self._run(req, req.method, options, rid)
+        return RankResponse(
+            id=rid,
+            model=self.model.name,
+            seed=req.seed,
+            method=req.method,
+            best=outcome.best,
+            ranking=outcome.ranking,
+            scores=outcome.scores,
+            matches=[
+                MatchOut(
+                    pair=[m.a, m.b],
+                    round=m.round,
+                    winner=m.winner,
+                    confidence=m.confidence,
+                    p_first=m.p_first,
+                    decided_by=m.decided_by,
+                    tally=_tally_out(m.tally),
+                    votes=[_vote_out(v, m, req.include_reasoning) for v in m.votes],
+                )
+                for m in outcome.matches
+            ],
+            usage=usage_out(usage),
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+    async def _run(
+        self, req: PairwiseRequest | RankRequest, strategy_name: str, options: StrategyOptions, rid: str
+    ) -> tuple[RankOutcome, Usage]:
+        self._check_model(req.model)
+        self._check_texts(req.query, req.responses)
+        if len(req.responses) > self.settings.max_responses:
+            raise InvalidRequest(
+                f"{len(req.responses)} responses given; this server accepts at most "
+                f"{self.settings.max_responses} per request",
+                "responses",
+            )
+        if (req.min_votes is None) != (req.confidence is None):
+            raise InvalidRequest("min_votes and confidence go together: give both or neither",
+                                 "min_votes" if req.min_votes is None else "confidence")
+        if req.votes > self.settings.max_votes:
+            raise InvalidRequest(
+                f"votes={req.votes} is above this server's maximum of {self.settings.max_votes}", "votes"
+            )
+        query_ids = self.builder.encode_untrusted(req.query)
+        response_ids = [self.builder.encode_untrusted(r) for r in req.responses]
+        sampling = self._sampling(req)
+        prompt, a, b = self._longest_prompt(query_ids, response_ids)
+        self._check_context(prompt, a, b, req.max_tokens)
+        if not self.engine.ready:
+            raise NotReady("the judge engine is still loading; retry when GET /ready returns 200")
+
+        seed = req.seed if req.seed is not None else 0
+        comparator = EngineComparator(
+            engine=self.engine,
+            builder=self.builder,
+            cache=self.cache,
+            codec=JudgmentCodec(
+                valid_ttl=self.settings.cache_ttl,
+                invalid_ttl=self.settings.cache_invalid_ttl,
+                store_output=self.settings.cache_store_reasoning,
+                need_output=req.include_reasoning,
+                need_probability=req.verdict_probs,
+            ),
+            scope=self._scope(sampling, req),
+            use_cache=req.cache and self.settings.cache_enabled,
+            query=req.query,
+            responses=req.responses,
+            max_model_len=self.model.max_model_len,
+            sampling=sampling,
+            order=req.order,
+            seed=seed,
+            request_id=rid,
+            keep_output=req.include_reasoning,
+            early_stop=req.early_stop,
+            min_votes=req.min_votes,
+            confidence=req.confidence,
+            verdict_probs=req.verdict_probs,
+            max_thinking_tokens=req.max_thinking_tokens,
+            rescue_invalid=req.rescue_invalid,
+            budget_engine_calls=getattr(req, "budget_engine_calls", None),  # rank only
+            budget_tokens=getattr(req, "budget_tokens", None),
+        )
+        strategy = get_strategy(strategy_name)
+        try:
+            outcome = await strategy.run(len(req.responses), comparator, replace(options, seed=seed))
+        except (EngineUnavailable, ExceptionGroup) as e:
+            dead = _find(e, EngineUnavailable)
+            if dead is None:
+                raise
+            raise EngineFailure(f"the judge engine failed while this request ran: {dead}") from e
+        metrics.record_usage(comparator.usage, [v for m in outcome.matches for v in m.votes])
+        return outcome, comparator.usage
+
+    def _scope(self, sampling: Sampling, req: SamplingFields) -> str:
+        """Everything besides the texts and the seed that decides a vote: the cache key's prefix."""
+        return comparison_scope(
+            model=self.model.name,
+            fingerprint=self.fingerprint,
+            max_model_len=self.model.max_model_len,
+            prompt=self.builder.spec.version,
+            reasoning=(self.builder.opens_reasoning, self.builder.reasoning_close_tag),
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            max_thinking_tokens=req.max_thinking_tokens,
+            rescue_invalid=req.rescue_invalid,
+        )
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and model != self.model.name:
+            raise InvalidRequest(f"model {model!r} is not served here; this server serves {self.model.name!r}",
+                                 "model")
+
+    def _check_texts(self, query: str, responses: Sequence[str]) -> None:
+        limit = self.settings.max_text_chars
+        if len(query) > limit:
+            raise InvalidRequest(f"query is {len(query)} characters; the limit is {limit}", "query")
+        for i, r in enumerate(responses):
+            if len(r) > limit:
+                raise InvalidRequest(f"responses[{i}] is {len(r)} characters; the limit is {limit}",
+                                     f"responses.{i}")
+
+    def _sampling(self, req: SamplingFields) -> Sampling:
+        s = self.settings
+        limit = s.max_tokens_limit or self.model.max_model_len
+        if req.max_tokens is None:
+            # Like vLLM's OpenAI server, an unset max_tokens is cut to what fits after each prompt
+            # (in the comparator); the value here stays request-independent for the cache key.
+            max_tokens = min(s.effective_max_tokens, limit)
+        elif req.max_tokens > limit:
+            raise InvalidRequest(f"max_tokens={req.max_tokens} is above this server's limit of {limit}",
+                                 "max_tokens")
+        else:
+            max_tokens = req.max_tokens
+        return Sampling(
+            temperature=req.temperature if req.temperature is not None else s.default_temperature,
+            top_p=req.top_p if req.top_p is not None else s.default_top_p,
+            max_tokens=max_tokens,
+        )
+
+    def _longest_prompt(self, query_ids: list[int], response_ids: list[list[int]]) -> tuple[int, int, int]:
+        """(tokens, a, b) of the longest comparison: the two longest responses; every strategy may play it."""
+        by_len = sorted(range(len(response_ids)), key=lambda i: -len(response_ids[i]))
+        a, b = sorted(by_len[:2])
+        return self.builder.template_tokens + len(query_ids) + len(response_ids[a]) + len(response_ids[b]), a, b
+
+    def _check_context(self, prompt: int, a: int, b: int, max_tokens: int | None) -> None:
+        """``max_tokens``: as requested (must fit in full), or None (at least one token must fit)."""
+        ctx = self.model.max_model_len
+        need = prompt + (max_tokens or 1)
+        if need > ctx:
+            asked = f"max_tokens={max_tokens}" if max_tokens else "room for at least 1 generated token"
+            raise ContextLengthExceeded(
+                f"the prompt comparing responses {a} and {b} is {prompt} tokens (template included); "
+                f"with {asked} it needs {need} tokens, above the model's context length of {ctx}",
+                "responses",
+            )
+
+
+def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
+    if isinstance(e, kind):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            found = _find(sub, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def _tally_out(t: Tally) -> TallyOut:
+    return TallyOut(first=t.first, second=t.second, invalid=t.invalid, invalid_reasons=t.invalid_reasons)
+
+
+def usage_out(u: Usage) -> UsageOut:
+    counters = {f.name: getattr(u, f.name) for f in fields(u) if f.name != "cache"}
+    c = u.cache
+    return UsageOut(**counters, cache=CacheUsageOut(status=c.status, hits=c.hits, misses=c.misses,  # type: ignore[arg-type]
+                                                    coalesced=c.coalesced, errors=c.errors))
+
+
+def _vote_out(v: Vote, m: MatchResult, include_reasoning: bool) -> VoteOut:
+    a, b = m.a, m.b
+    winner = a if v.outcome is Outcome.first else b if v.outcome is Outcome.second else None
+    return VoteOut(
+        index=v.index,
+        seed=v.seed,
+        shown_order=[b, a] if v.swapped else [a, b],
+        verdict=None if v.slot is None else f"Assistant {v.slot}",  # type: ignore[arg-type]
+        status=v.outcome.value,
+        winner=winner,
+        invalid_reason=v.reason.value if v.reason else None,
+        finish_reason=v.finish_reason,
+        prompt_tokens=v.prompt_tokens,
+        generated_tokens=v.generated_tokens,
+        reasoning=v.output if include_reasoning else None,
+        error=v.error,
+        source=v.source,  # type: ignore[arg-type]
+        p_first=v.p_first,
+        forced=v.forced,
+    )

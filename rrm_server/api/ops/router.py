@@ -1,0 +1,75 @@
+"""Liveness, readiness and model listing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from rrm_server.api.deps import get_runtime
+from rrm_server.api.errors import ErrorResponse, error_response
+from rrm_server.cache import CacheUnavailable
+from rrm_server.engine import EngineUnavailable
+from rrm_server.ops import metrics
+from rrm_server.runtime import Runtime
+
+router = APIRouter(tags=["ops"])
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@router.get("/health", responses={503: {"model": ErrorResponse}})
+async def health(runtime: RuntimeDep) -> JSONResponse:
+    """Alive. 503 only when start-up failed for good, so a supervisor restarts the process."""
+    if runtime.error:
+        return error_response(503, "startup_failed", f"the judge failed to start: {runtime.error}")
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/ready", responses={503: {"model": ErrorResponse}})
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    """200 once the engine is loaded and healthy; 503 before and whenever it is not."""
+    metrics.ENGINE_READY.set(0)
+    if runtime.error:
+        return error_response(503, "startup_failed", f"the judge failed to start: {runtime.error}")
+    if not runtime.ready:
+        return error_response(503, "not_ready", "the judge engine is loading")
+    try:
+        await runtime.engine.check_health()
+    except EngineUnavailable as e:
+        return error_response(503, "engine_unavailable", str(e))
+    metrics.ENGINE_READY.set(1)
+    return JSONResponse({"status": "ready", "model": runtime.serving.model.name,  # type: ignore[union-attr]
+                         "engine": runtime.engine.stats()})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus exposition: rrm_* metrics, and vLLM's own vllm:* with the in-process engine."""
+    metrics.ENGINE_READY.set(1 if runtime.ready else 0)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/v1/models")
+async def models(runtime: RuntimeDep) -> JSONResponse:
+    """OpenAI-style model list (empty while loading)."""
+    data = []
+    if runtime.serving is not None:
+        m = runtime.serving.model
+        data.append({"id": m.name, "object": "model", "owned_by": "rrm-server", "root": m.path,
+                     "max_model_len": m.max_model_len,
+                     "prompt_version": runtime.serving.builder.spec.version,
+                     "fingerprint": runtime.serving.fingerprint})
+    return JSONResponse({"object": "list", "data": data})
+
+
+@router.delete("/v1/cache", responses={503: {"model": ErrorResponse}})
+async def clear_cache(runtime: RuntimeDep) -> JSONResponse:
+    """Delete this service's cached votes (Redis: a SCAN over its key prefix, never FLUSHALL)."""
+    try:
+        deleted = await runtime.cache.clear()
+    except CacheUnavailable as e:
+        return error_response(503, "cache_unavailable", f"the cache could not be cleared: {e}")
+    backend = runtime.cache.backend.name if runtime.cache.backend else "off"
+    return JSONResponse({"deleted": deleted, "backend": backend})

@@ -1,0 +1,58 @@
+"""Wire schemas of the reward APIs: OpenRLHF's /get_reward and the native batch /v1/rewards."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rrm_server.api.judge.protocol import SamplingFields, Text, UsageOut
+
+
+class RewardGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: Text
+    responses: list[Text] = Field(min_length=1)
+    method: Literal["elo", "knockout"] = "elo"
+
+
+class RewardsRequest(SamplingFields):
+    model: str | None = None
+    groups: list[RewardGroup] = Field(min_length=1, description="Scheduled together: one engine batch.")
+
+
+class GroupRewards(BaseModel):
+    rewards: list[float] = Field(description="Per response: 2 * score - 1, in [-1, 1].")
+    scores: list[float] = Field(description="Per response, in [0, 1]: ELO win rate over its valid votes, or the "
+                                "share of knockout rounds it survived; 0.5 (flagged neutral) without a result.")
+    neutral: list[bool] = Field(description="True where the score is the neutral 0.5 for lack of a judged result.")
+    ranking: list[int]
+    best: int | None
+    usage: UsageOut
+
+
+class RewardsResponse(BaseModel):
+    id: str
+    object: Literal["rewards"] = "rewards"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    groups: list[GroupRewards]
+
+
+class GetRewardRequest(BaseModel):
+    """OpenRLHF's remote reward request (unknown extra fields are ignored for forward compatibility)."""
+
+    model_config = ConfigDict(extra="ignore")
+    query: list[str] = Field(min_length=1, description="Prompt + response, decoded with the chat tokens.")
+    prompts: list[str] = Field(description="The prompt of each query (its prefix).")
+    labels: list[Any] | None = Field(None, description="Per sample; the reference answer in reference mode.")
+    mode: Literal["reference", "group"] | None = Field(None, description="Overrides the server's reward mode.")
+
+
+class GetRewardResponse(BaseModel):
+    rewards: list[float]
+    scores: list[float]
+    extra_logs: dict[str, list[float]] = Field(
+        description="rrm_neutral (1 = no judged result, neutral reward), rrm_valid_votes, rrm_invalid_votes, "
+        "rrm_group_size (group mode).")

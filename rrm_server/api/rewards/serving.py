@@ -1,0 +1,131 @@
+"""Reward logic: pairwise verdicts turned into one scalar per sample, for RL trainers and best-of-N."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from rrm_server.api.judge.protocol import PairwiseRequest, RankRequest, SamplingFields
+from rrm_server.api.judge.serving import JudgeServing, usage_out
+from rrm_server.api.rewards.protocol import (
+    GetRewardRequest,
+    GetRewardResponse,
+    GroupRewards,
+    RewardGroup,
+    RewardsRequest,
+    RewardsResponse,
+)
+from rrm_server.errors import InvalidRequest
+from rrm_server.judging.comparator import Usage
+from rrm_server.rewards.groups import GroupCollector, SampleScore
+from rrm_server.rewards.scoring import NEUTRAL_SCORE, knockout_group_scores, reward_from_score, round_robin_scores, win_rate
+from rrm_server.rewards.templates import prompt_to_text, response_to_text, split_query
+from rrm_server.settings import Settings
+
+_SAMPLING = set(SamplingFields.model_fields)
+
+
+class RewardServing:
+    def __init__(self, settings: Settings, judge: JudgeServing) -> None:
+        self.settings = settings
+        self.judge = judge
+        self.groups = GroupCollector(self._rank_group, settings.reward_group_size, settings.reward_group_wait,
+                                     settings.reward_group_deadline)
+
+    # -- /v1/rewards ----------------------------------------------------------------------------
+    async def rewards(self, req: RewardsRequest) -> RewardsResponse:
+        sampling = req.model_dump(include=_SAMPLING)
+        for i, g in enumerate(req.groups):  # validate every group before any engine work
+            if len(g.responses) > self.settings.max_responses:
+                raise InvalidRequest(f"groups[{i}] has {len(g.responses)} responses; the limit is "
+                                     f"{self.settings.max_responses}", f"groups.{i}.responses")
+        results = await asyncio.gather(*(self._group(g, sampling, req.model) for g in req.groups))
+        return RewardsResponse(id=f"rewards-{uuid.uuid4().hex}", model=self.judge.model.name, groups=list(results))
+
+    async def _group(self, g: RewardGroup, sampling: dict, model: str | None) -> GroupRewards:
+        if len(g.responses) == 1:
+            return GroupRewards(rewards=[0.0], scores=[NEUTRAL_SCORE], neutral=[True], ranking=[0], best=None,
+                                usage=usage_out(Usage()))
+        res = await self.judge.rank(RankRequest(query=g.query, responses=g.responses, method=g.method,
+                                                model=model, **sampling))
+        scores = group_scores(len(g.responses), res)
+        return GroupRewards(
+            rewards=[reward_from_score(NEUTRAL_SCORE if s is None else s) for s in scores],
+            scores=[NEUTRAL_SCORE if s is None else s for s in scores],
+            neutral=[s is None for s in scores],
+            ranking=res.ranking,
+            best=res.best,
+            usage=res.usage,
+        )
+
+    # -- /get_reward (OpenRLHF) -----------------------------------------------------------------
+    async def get_reward(self, req: GetRewardRequest) -> GetRewardResponse:
+        n = len(req.query)
+        if len(req.prompts) != n:
+            raise InvalidRequest(f"prompts has {len(req.prompts)} items but query has {n}; they must align",
+                                 "prompts")
+        if req.labels is not None and len(req.labels) != n:
+            raise InvalidRequest(f"labels has {len(req.labels)} items but query has {n}; they must align", "labels")
+        tmpl = self.settings.reward_template
+        samples = []
+        for i, (q, p) in enumerate(zip(req.query, req.prompts)):
+            response = split_query(q, p)
+            if response is None:
+                raise InvalidRequest(f"query[{i}] does not start with prompts[{i}]: the response is recovered "
+                                     "as query minus its prompt prefix", f"query.{i}")
+            samples.append((p, prompt_to_text(p, tmpl), response_to_text(response, tmpl)))
+        mode = req.mode or self.settings.reward_mode
+        if mode == "reference":
+            if req.labels is None:
+                raise InvalidRequest("reference mode needs labels: the reference answer of each sample", "labels")
+            for i, label in enumerate(req.labels):
+                if not isinstance(label, str) or not label.strip():
+                    raise InvalidRequest(f"labels[{i}] must be a non-empty reference answer (a string)",
+                                         f"labels.{i}")
+            results = await asyncio.gather(*(self._against_reference(q, r, label)
+                                             for (_, q, r), label in zip(samples, req.labels)))
+        else:
+            results = await asyncio.gather(*(self.groups.submit(key, q, r) for key, q, r in samples))
+        return GetRewardResponse(
+            rewards=[reward_from_score(s.score) for s in results],
+            scores=[s.score for s in results],
+            extra_logs={
+                "rrm_neutral": [float(s.neutral) for s in results],
+                "rrm_valid_votes": [float(s.valid_votes) for s in results],
+                "rrm_invalid_votes": [float(s.invalid_votes) for s in results],
+                "rrm_group_size": [float(s.group_size) for s in results],
+            },
+        )
+
+    async def _against_reference(self, question: str, response: str, reference: str) -> SampleScore:
+        if not response:
+            return SampleScore(NEUTRAL_SCORE, True, "empty_response", 1)
+        res = await self.judge.pairwise(PairwiseRequest(
+            query=question, responses=[response, reference], votes=self.settings.reward_votes, order="both",
+            early_stop=False))
+        t = res.tally
+        rate = win_rate(t.first, t.second)
+        if rate is None:
+            return SampleScore(NEUTRAL_SCORE, True, "no_valid_votes", 1, 0, t.invalid)
+        return SampleScore(rate, False, "ok", 1, t.first + t.second, t.invalid)
+
+    async def _rank_group(self, question: str, responses: list[str]) -> list[SampleScore]:
+        res = await self.judge.rank(RankRequest(query=question, responses=[r or "(empty response)" for r in responses],
+                                                method=self.settings.reward_method,
+                                                votes=self.settings.reward_votes))
+        scores = group_scores(len(responses), res)
+        valid = [0] * len(responses)
+        invalid = [0] * len(responses)
+        for m in res.matches:
+            for i in m.pair:
+                valid[i] += m.tally.first + m.tally.second
+                invalid[i] += m.tally.invalid
+        return [SampleScore(NEUTRAL_SCORE if s is None else s, s is None, "ok" if s is not None else "no_valid_votes",
+                            len(responses), valid[i], invalid[i]) for i, s in enumerate(scores)]
+
+
+def group_scores(n: int, res) -> list[float | None]:  # type: ignore[no-untyped-def]
+    if res.method == "knockout":
+        decided = any(m.tally.first + m.tally.second for m in res.matches)
+        return list(knockout_group_scores(res.scores)) if decided else [None] * n
+    return round_robin_scores(n, [(m.pair[0], m.pair[1], m.tally.first, m.tally.second) for m in res.matches])

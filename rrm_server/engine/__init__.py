@@ -1,0 +1,24 @@
+"""Engines behind one interface: ``EngineClient``."""
+
+from rrm_server.engine.base import (
+    EngineClient,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationRequest,
+    ModelInfo,
+)
+
+__all__ = ["EngineClient", "EngineError", "EngineUnavailable", "Generation", "GenerationRequest", "ModelInfo"]
+
+
+def build_engine(settings) -> EngineClient:  # type: ignore[no-untyped-def]
+    if settings.engine == "vllm":
+        from rrm_server.engine.vllm_local import VLLMEngine
+
+        return VLLMEngine(settings)
+    if settings.engine == "openai":
+        from rrm_server.engine.openai_pool import OpenAIPoolEngine
+
+        return OpenAIPoolEngine(settings)
+    raise ValueError(f"unknown engine {settings.engine!r}")

@@ -1,0 +1,79 @@
+"""The engine interface the judging code talks to. Nothing above this line imports vLLM."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: Sequence[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None = None
+    logprobs: int | None = None  # top-k log probabilities per generated token
+    # Requests with the same key share a long prompt prefix: a pool routes them to one replica.
+    affinity_key: str | None = None
+
+
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str | None  # "stop" | "length" | "abort" | None
+    prompt_tokens: int
+    generated_tokens: int
+    cached_prompt_tokens: int | None = None
+    token_ids: Sequence[int] = ()
+    # Per generated position: token id -> log probability (top-k and the sampled token).
+    logprobs: list[dict[int, float]] | None = None
+
+
+class EngineError(Exception):
+    """One generation failed; the judgment is recorded as invalid (engine_error)."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine is not loaded or has died: no generation can succeed until it is back."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    max_model_len: int
+
+
+class EngineClient(abc.ABC):
+    """Generate one judgment, abort, report health. In-process vLLM today; a remote pool later."""
+
+    @property
+    @abc.abstractmethod
+    def ready(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def start(self) -> ModelInfo:
+        """Load the model; may take minutes. Returns what was loaded."""
+
+    @abc.abstractmethod
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Run one generation to completion. Cancelling the awaiting task aborts it in the engine."""
+
+    @abc.abstractmethod
+    async def abort(self, request_ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    async def check_health(self) -> None:
+        """Raise EngineUnavailable when the engine cannot serve."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None: ...
+
+    def stats(self) -> dict[str, int]:
+        """Cheap point-in-time numbers for /ready and metrics."""
+        return {}

@@ -1,0 +1,153 @@
+"""In-process vLLM ``AsyncLLM``: every comparison is its own engine request, so continuous batching
+sees all comparisons of all in-flight HTTP requests at once, and prefix caching reuses the shared
+system prompt, query and first-shown response."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Sequence
+
+from rrm_server.engine.base import (
+    EngineClient,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationRequest,
+    ModelInfo,
+)
+from rrm_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _on_cpu(settings: Settings) -> bool:
+    if settings.device != "auto":
+        return settings.device == "cpu"
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def engine_args_for(settings: Settings, model_path: str) -> Any:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    cpu = _on_cpu(settings)
+    if cpu:
+        # vLLM-CPU reserves a core for the front end by default; the gateway is mostly idle waiting
+        # on the engine, so give the engine both cores unless the operator chose otherwise.
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
+    kwargs: dict[str, Any] = dict(
+        model=model_path,
+        tokenizer=settings.tokenizer,
+        served_model_name=[settings.model_name],
+        dtype=settings.dtype,
+        seed=settings.engine_seed,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        enforce_eager=settings.enforce_eager if settings.enforce_eager is not None else cpu,
+        gpu_memory_utilization=settings.gpu_memory_utilization or (0.3 if cpu else 0.9),
+        disable_log_stats=False,
+    )
+    if settings.effective_max_model_len is not None:
+        kwargs["max_model_len"] = settings.effective_max_model_len
+    if settings.max_num_seqs is not None:
+        kwargs["max_num_seqs"] = settings.max_num_seqs
+    chunked = settings.enable_chunked_prefill
+    if chunked is None and cpu:
+        chunked = False  # seeded requests + chunked prefill crash vLLM-CPU 0.32 (see settings)
+    if chunked is not None:
+        kwargs["enable_chunked_prefill"] = chunked
+    return AsyncEngineArgs(**kwargs)
+
+
+class VLLMEngine(EngineClient):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._llm: Any = None
+        self._info: ModelInfo | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None and not self._llm.errored
+
+    async def start(self) -> ModelInfo:
+        model_path = await asyncio.to_thread(self.settings.resolve_model_path)
+        args = engine_args_for(self.settings, model_path)
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # Building the engine blocks for tens of seconds (spawns and loads the worker); a thread
+        # keeps /health answering meanwhile. The output loop starts lazily on the first request.
+        llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        self._llm = llm
+        self._info = ModelInfo(
+            name=self.settings.model_name, path=model_path, max_model_len=llm.model_config.max_model_len
+        )
+        logger.info("vLLM engine ready: %s (max_model_len=%d)", model_path, self._info.max_model_len)
+        return self._info
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if not self.ready:
+            raise EngineUnavailable("the vLLM engine is not running")
+        params = SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+            logprobs=request.logprobs,
+        )
+        final = None
+        try:
+            # AsyncLLM aborts the request itself when this generator is cancelled or closed.
+            async for out in self._llm.generate(
+                TokensPrompt(prompt_token_ids=list(request.prompt_token_ids)), params, request.request_id
+            ):
+                final = out
+        except EngineDeadError as e:
+            raise EngineUnavailable(f"the vLLM engine died: {e}") from e
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # one bad generation must not fail its siblings
+            if self._llm.errored:
+                raise EngineUnavailable(f"the vLLM engine died: {e}") from e
+            raise EngineError(f"{type(e).__name__}: {e}") from e
+        if final is None or not final.outputs:
+            raise EngineError("the engine returned no output")
+        out = final.outputs[0]
+        if out.finish_reason == "abort":  # aborted by the engine itself, not by us: not a judgment
+            raise EngineError("the engine aborted this generation")
+        return Generation(
+            text=out.text,
+            finish_reason=out.finish_reason,
+            prompt_tokens=len(final.prompt_token_ids or request.prompt_token_ids),
+            generated_tokens=len(out.token_ids),
+            cached_prompt_tokens=final.num_cached_tokens,
+            token_ids=list(out.token_ids),
+            logprobs=[{t: lp.logprob for t, lp in pos.items()} for pos in out.logprobs]
+            if request.logprobs is not None and out.logprobs is not None else None,
+        )
+
+    def stats(self) -> dict[str, int]:
+        if self._llm is None:
+            return {}
+        return {"unfinished_requests": self._llm.output_processor.get_num_unfinished_requests()}
+
+    async def abort(self, request_ids: Sequence[str]) -> None:
+        if self._llm is not None and request_ids:
+            await self._llm.abort(list(request_ids))
+
+    async def check_health(self) -> None:
+        if self._llm is None:
+            raise EngineUnavailable("the vLLM engine is still loading")
+        if self._llm.errored:
+            raise EngineUnavailable("the vLLM engine has died")
+
+    async def shutdown(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)

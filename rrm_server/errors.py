@@ -1,0 +1,32 @@
+"""Errors the service reports to callers; the API maps each to a status code and one JSON shape."""
+
+from __future__ import annotations
+
+
+class RRMError(Exception):
+    status_code = 500
+    error_type = "internal_error"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(RRMError):
+    status_code = 400
+    error_type = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    error_type = "context_length_exceeded"
+
+
+class NotReady(RRMError):
+    status_code = 503
+    error_type = "not_ready"
+
+
+class EngineFailure(RRMError):
+    status_code = 503
+    error_type = "engine_unavailable"

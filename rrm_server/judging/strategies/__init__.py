@@ -1,0 +1,13 @@
+"""Judging strategies: importing this package registers pairwise, elo and knockout."""
+
+from rrm_server.judging.strategies import elo, knockout, pairwise  # noqa: F401  (registration)
+from rrm_server.judging.strategies.base import (
+    RankOutcome,
+    Strategy,
+    StrategyOptions,
+    get_strategy,
+    register,
+    strategy_names,
+)
+
+__all__ = ["RankOutcome", "Strategy", "StrategyOptions", "get_strategy", "register", "strategy_names"]

@@ -1,0 +1,60 @@
+"""Judging strategies behind one interface, found by name in a registry."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from rrm_server.judging.comparator import Comparator, MatchResult
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    votes: int = 1
+    seed: int = 0
+    # ELO only: which rating to fit, and what an all-invalid match counts as.
+    rating: Literal["elo", "bradley_terry"] = "elo"
+    invalid_matches: Literal["no_result", "draw"] = "no_result"
+    # Difficulty-aware allocation: matches that decide the outcome and are still uncertain
+    # (confidence below the target) get more votes, up to ``adaptive_votes`` in all.
+    adaptive_votes: int | None = None
+    target_confidence: float = 0.9
+
+    def needs_more(self, match: MatchResult) -> bool:
+        return (self.adaptive_votes is not None and len(match.votes) < self.adaptive_votes
+                and match.confidence < self.target_confidence)
+
+
+@dataclass
+class RankOutcome:
+    best: int | None
+    ranking: list[int]
+    scores: list[dict[str, Any]]  # one per response, in response order
+    matches: list[MatchResult] = field(default_factory=list)
+
+
+class Strategy(abc.ABC):
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    async def run(self, n: int, comparator: Comparator, options: StrategyOptions) -> RankOutcome: ...
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown judging strategy {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def strategy_names() -> list[str]:
+    return sorted(_REGISTRY)

@@ -1,0 +1,80 @@
+"""ELO round robin (the RRM paper's): all C(n,2) pairs, online Elo over a seeded shuffle.
+
+Each match contributes one game: its majority (a tied majority of valid votes is a draw). A match
+whose votes are all invalid is no result by default, or a draw with ``invalid_matches="draw"``.
+Bradley-Terry (order-independent) is available as ``rating="bradley_terry"``. Exactly equal
+ratings are ordered by a seeded shuffle, so no position is favoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from itertools import combinations
+
+from rrm_server.judging.comparator import Comparator, MatchResult
+from rrm_server.judging.ratings import Game, bradley_terry_ratings, elo_ratings
+from rrm_server.judging.strategies.base import RankOutcome, Strategy, StrategyOptions, register
+from rrm_server.judging.votes import derive_seed, tiebreak_order
+
+
+@register
+class EloStrategy(Strategy):
+    name = "elo"
+
+    async def run(self, n: int, comparator: Comparator, options: StrategyOptions) -> RankOutcome:
+        pairs = list(combinations(range(n), 2))
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(comparator.compare(a, b, options.votes)) for a, b in pairs]
+        matches = [t.result() for t in tasks]
+        if options.adaptive_votes is not None:
+            await self._refine(n, matches, comparator, options)
+        return self._rate(n, matches, options)
+
+    async def _refine(self, n: int, matches: list[MatchResult], comparator: Comparator,
+                      options: StrategyOptions) -> None:
+        """Difficulty-aware: extra votes for the uncertain matches that decide the pick, those of
+        the current top two, re-rated after each round of top-ups."""
+        for _ in range(n):
+            ranking = self._rate(n, matches, options).ranking
+            top = set(ranking[:2])
+            todo = [i for i, m in enumerate(matches) if (m.a in top or m.b in top) and options.needs_more(m)]
+            if not todo:
+                return
+            async with asyncio.TaskGroup() as tg:
+                more = {i: tg.create_task(comparator.extend(matches[i], options.adaptive_votes,  # type: ignore[arg-type]
+                                                            options.target_confidence)) for i in todo}
+            grown = False
+            for i, t in more.items():
+                grown |= len(t.result().votes) > len(matches[i].votes)
+                matches[i] = t.result()
+            if not grown:  # budget spent
+                return
+
+    def _rate(self, n: int, matches: list[MatchResult], options: StrategyOptions) -> RankOutcome:
+        feed = list(range(len(matches)))
+        random.Random(derive_seed(options.seed, "elo-feed")).shuffle(feed)
+        games = []
+        for m in (matches[i] for i in feed):
+            m.decided_by = "majority"
+            if m.winner is not None:
+                games.append(Game(m.a, m.b, 1.0 if m.winner == m.a else 0.0))
+            elif m.tally.valid > 0 or options.invalid_matches == "draw":
+                m.decided_by = "draw"
+                games.append(Game(m.a, m.b, 0.5))
+            else:
+                m.decided_by = "no_result"
+
+        if options.rating == "bradley_terry":
+            ratings = bradley_terry_ratings(n, games)
+        else:
+            ratings = elo_ratings(n, games)
+        position = {i: k for k, i in enumerate(tiebreak_order(n, options.seed))}
+        ranking = sorted(range(n), key=lambda i: (-ratings[i], position[i]))
+        decisive = any(g.result != 0.5 for g in games)
+        return RankOutcome(
+            best=ranking[0] if decisive else None,
+            ranking=ranking,
+            scores=[{"index": i, "rating": ratings[i]} for i in range(n)],
+            matches=matches,
+        )

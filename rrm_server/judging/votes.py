@@ -1,0 +1,136 @@
+"""Votes and majorities: pure logic, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Literal, Sequence
+
+from rrm_server.prompt.verdict import InvalidReason
+
+OrderMode = Literal["random", "fixed", "both"]
+
+
+class Outcome(str, Enum):
+    """A judgment's result in terms of the compared pair (a, b), whatever order it was shown in."""
+
+    first = "first"  # a is better
+    second = "second"  # b is better
+    invalid = "invalid"
+
+
+def derive_seed(base: int, *parts: object) -> int:
+    """A stable 31-bit seed from a request seed and a path (pair, vote index ...).
+
+    31 bits so the same seed means the same thing to vLLM, torch and an OpenAI-compatible server.
+    """
+    h = hashlib.blake2b(repr((base, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") & 0x7FFF_FFFF
+
+
+def tiebreak_order(n: int, seed: int) -> list[int]:
+    """A seeded rank per item, for breaking exact ties without favouring low indices."""
+    keys = [derive_seed(seed, "tiebreak-order", i) for i in range(n)]
+    return sorted(range(n), key=lambda i: keys[i])
+
+
+@dataclass(frozen=True)
+class VoteSpec:
+    """One sample to draw: its seed and whether b is shown first ("Assistant 1")."""
+
+    index: int
+    seed: int
+    swapped: bool
+
+
+def plan_votes(
+    k: int, order: OrderMode, base_seed: int, a_key: object, b_key: object, *, context: object = "",
+    start: int = 0,
+) -> list[VoteSpec]:
+    """Seeds and presentation orders for votes ``start .. start+k-1`` of the pair (a, b).
+
+    ``a_key``/``b_key`` identify the responses by content (hashes) and ``context`` the query: the
+    same two texts get the same votes in any request and at any position, so a repeated comparison
+    is the same work (and a cache hit). Extending k extends, never reshuffles, the earlier votes.
+    """
+    # Canonical orientation: the seeds and orders are drawn for (lower key, higher key).
+    flip = repr(b_key) < repr(a_key)
+    x, y = (b_key, a_key) if flip else (a_key, b_key)
+    phase = derive_seed(base_seed, "phase", context, x, y) & 1
+    specs = []
+    for i in range(start, start + k):
+        if order == "fixed":
+            swapped = False
+        else:
+            if order == "both":  # alternate, from a seeded phase so odd k favours neither
+                y_first = (i + phase) % 2 == 1
+            else:
+                y_first = bool(derive_seed(base_seed, "order", context, x, y, i) & 1)
+            swapped = y_first != flip
+        specs.append(VoteSpec(index=i, seed=derive_seed(base_seed, "vote", context, x, y, i), swapped=swapped))
+    return specs
+
+
+def outcome_from_slot(slot: int | None, swapped: bool) -> Outcome:
+    """Map the judge's "Assistant 1/2" back to the pair's first/second response."""
+    if slot is None:
+        return Outcome.invalid
+    first_shown_wins = slot == 1
+    return Outcome.first if first_shown_wins != swapped else Outcome.second
+
+
+@dataclass
+class Vote:
+    index: int
+    seed: int
+    swapped: bool
+    outcome: Outcome
+    slot: int | None = None
+    reason: InvalidReason | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    output: str | None = None
+    error: str | None = None
+    source: str = "computed"  # "cache", "computed" (by this request) or "coalesced" (shared work)
+    p_first: float | None = None  # p(the pair's first response is better) from the verdict's logprobs
+    forced: bool = False
+
+
+@dataclass
+class Tally:
+    first: int = 0
+    second: int = 0
+    invalid: int = 0
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> int:
+        return self.first + self.second
+
+    @property
+    def winner(self) -> int | None:
+        """0 if the first response holds the majority of valid votes, 1 the second, None on a tie."""
+        if self.first > self.second:
+            return 0
+        if self.second > self.first:
+            return 1
+        return None
+
+
+def tally(votes: Iterable[Vote]) -> Tally:
+    counts = Counter(v.outcome for v in votes)
+    reasons = Counter(v.reason.value for v in votes if v.outcome is Outcome.invalid and v.reason)
+    return Tally(
+        first=counts[Outcome.first],
+        second=counts[Outcome.second],
+        invalid=counts[Outcome.invalid],
+        invalid_reasons=dict(sorted(reasons.items())),
+    )
+
+
+def majority(outcomes: Sequence[Outcome]) -> int | None:
+    """Winner (0/1) of a list of outcomes, None when tied or all invalid."""
+    return tally(Vote(i, 0, False, o) for i, o in enumerate(outcomes)).winner

@@ -1,0 +1,227 @@
+"""The RRM judging prompt, rendered through the judge's own chat template, as token ids.
+
+Token-level safety: caller text (query, responses) is tokenized on its own and can never produce
+one of the tokenizer's added/special tokens (``<|im_end|>``, ``<|im_start|>``, ``<think>`` ...),
+even when it contains their exact spelling. The chat template is rendered once with sentinels in
+place of the three fields; its trusted pieces are tokenized once (special tokens recognised) and
+the untrusted fields are spliced in as ids. vLLM receives these ids, never a string to re-tokenize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from importlib import resources
+from typing import Any, Protocol, Sequence
+
+from rrm_server.prompt.verdict import VerdictTokens
+
+FIELDS = ("question", "answer1", "answer2")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """The exact strings of the official RRM prompt (``rrm_prompt.json``)."""
+
+    system: str
+    user: str
+    user_suffix: str
+
+    @property
+    def version(self) -> str:
+        """Short content hash; part of cache keys so a prompt change never reuses old verdicts."""
+        blob = json.dumps([self.system, self.user, self.user_suffix]).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def user_message(self, question: str, answer1: str, answer2: str) -> str:
+        # Substitute on the template's own placeholders, never inside the values: fields may hold
+        # braces (LaTeX, code, \boxed{...}) or even the literal text "{answer2}".
+        values = {"{question}": question, "{answer1}": answer1, "{answer2}": answer2}
+        parts = _PLACEHOLDER_RE.split(self.user)
+        return "".join(values.get(part, part) for part in parts) + self.user_suffix
+
+
+_PLACEHOLDER_RE = re.compile(r"(\{question\}|\{answer1\}|\{answer2\})")
+
+
+@lru_cache(maxsize=1)
+def rrm_prompt() -> PromptSpec:
+    raw = json.loads(resources.files("rrm_server.prompt").joinpath("rrm_prompt.json").read_text())
+    return PromptSpec(system=raw["system"], user=raw["user"], user_suffix=raw["user_suffix"])
+
+
+class Tokenizer(Protocol):
+    """The slice of a Hugging Face tokenizer the builder uses."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = ...) -> str: ...
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+    def get_added_vocab(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    text: str
+    token_ids: list[int]
+
+
+class PromptTemplateError(RuntimeError):
+    """The model's chat template cannot carry the RRM prompt verbatim."""
+
+
+@dataclass(frozen=True)
+class _Control:
+    """One of the template's own control tokens."""
+
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a caller field goes."""
+
+    name: str
+
+
+# The text between two of the template's control tokens: literal strings and field slots.
+_Segment = tuple["str | _Slot", ...]
+
+
+class PromptBuilder:
+    """Builds RRM judging prompts for one tokenizer. Cheap per comparison; safe to share."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        spec: PromptSpec | None = None,
+        reasoning_open_tag: str = "<think>",
+        reasoning_close_tag: str = "</think>",
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.spec = spec or rrm_prompt()
+        self.reasoning_close_tag = reasoning_close_tag
+        # Every added token (special or not, e.g. a Qwen/DeepSeek <think>) is a control string that
+        # caller text must not be able to produce. Longest first so the regex prefers full matches.
+        added = tokenizer.get_added_vocab()
+        self._control_ids = frozenset(added.values())
+        self._control_id_of = dict(added)
+        controls = sorted((s for s in added if s), key=len, reverse=True)
+        self._control_re = re.compile("|".join(map(re.escape, controls))) if controls else None
+        self._parts = self._skeleton()
+        empty = self.render("", "", "")
+        # A template whose generation prompt opens a reasoning block (DeepSeek-R1-Distill, RRM:
+        # ends with "<think>\n") makes the model's output start inside its reasoning.
+        self.opens_reasoning = empty.text.rstrip().endswith(reasoning_open_tag)
+        self.template_tokens = len(empty.token_ids)
+        self.skeleton_control_tokens = self.count_control_tokens(empty.token_ids)
+
+    # -- construction --------------------------------------------------------------------------
+    def _skeleton(self) -> list[_Control | _Segment]:
+        """The rendered template as control tokens and segments.
+
+        The tokenizer sees each segment whole, as it would inside the fully rendered string
+        (tokenizers split on added tokens first), so a benign prompt gets exactly the ids the
+        tokenizer would give the whole string.
+        """
+        sentinels = {f"\x1eRRM_FIELD_{name}\x1f": _Slot(name) for name in FIELDS}
+        messages = [
+            {"role": "system", "content": self.spec.system},
+            {"role": "user", "content": self.spec.user_message(*sentinels)},
+        ]
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        for sentinel in sentinels:
+            if rendered.count(sentinel) != 1:
+                raise PromptTemplateError(
+                    "the chat template does not pass the user message through verbatim "
+                    f"(field marker {sentinel!r} found {rendered.count(sentinel)} times)"
+                )
+        sentinel_re = re.compile("(" + "|".join(map(re.escape, sentinels)) + ")")
+        parts: list[_Control | _Segment] = []
+        pos = 0
+        for m in [*(self._control_re.finditer(rendered) if self._control_re else ()), None]:
+            end = m.start() if m else len(rendered)
+            if end > pos:
+                pieces = sentinel_re.split(rendered[pos:end])
+                parts.append(tuple(sentinels.get(p, p) for p in pieces if p))
+            if m:
+                parts.append(_Control(self._control_id_of[m.group()], m.group()))
+                pos = m.end()
+        slots = [x.name for p in parts if isinstance(p, tuple) for x in p if isinstance(x, _Slot)]
+        if slots != list(FIELDS):
+            raise PromptTemplateError(f"template fields came out as {slots}, expected {list(FIELDS)}")
+        return parts
+
+    def _segments(self, question: str, first: str, second: str) -> list[_Control | str]:
+        values = {"question": question, "answer1": first, "answer2": second}
+        return [
+            p if isinstance(p, _Control) else "".join(values[x.name] if isinstance(x, _Slot) else x for x in p)
+            for p in self._parts
+        ]
+
+    # -- caller text ---------------------------------------------------------------------------
+    def _encode_plain(self, text: str) -> list[int]:
+        """Ids for text in which control-token spellings stay plain text."""
+        if not text:
+            return []
+        ids = self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        if self._control_re is None or not self._control_ids.intersection(ids):
+            return ids
+        # Non-special added tokens (e.g. <think>) are matched even with split_special_tokens: break
+        # each spelling after its first character and check the remainder again.
+        ids = []
+        pos = 0
+        for m in self._control_re.finditer(text):
+            ids += self._encode_plain(text[pos : m.start()])
+            control = m.group()
+            ids += self.tokenizer.encode(control[0], add_special_tokens=False, split_special_tokens=True)
+            ids += self._encode_plain(control[1:])
+            pos = m.end()
+        ids += self._encode_plain(text[pos:])
+        return ids
+
+    def encode_untrusted(self, text: str) -> list[int]:
+        """Ids of one caller text on its own (for length checks); never a control token."""
+        return self._encode_plain(text)
+
+    # -- public API ------------------------------------------------------------------------------
+    def build_ids(self, question: str, first: str, second: str) -> list[int]:
+        """Token ids of the prompt judging ``first`` (shown as Assistant 1) against ``second``."""
+        ids: list[int] = []
+        for p in self._segments(question, first, second):
+            if isinstance(p, _Control):
+                ids.append(p.id)
+            else:
+                seg = self._encode_plain(p)
+                if self._control_ids.intersection(seg):  # defence in depth: must be impossible
+                    raise PromptTemplateError("caller text produced a control token")
+                ids += seg
+        return ids
+
+    def render(self, question: str, first: str, second: str) -> RenderedPrompt:
+        segments = self._segments(question, first, second)
+        text = "".join(p.text if isinstance(p, _Control) else p for p in segments)
+        return RenderedPrompt(text=text, token_ids=self.build_ids(question, first, second))
+
+    @cached_property
+    def verdict_tokens(self) -> VerdictTokens | None:
+        """How this tokenizer writes a verdict (built on first use: it scans the vocabulary)."""
+        return VerdictTokens.from_tokenizer(self.tokenizer)
+
+    def verdict_cue_ids(self, reasoning_closed: bool) -> list[int] | None:
+        """Tokens that end a judge's output and start its verdict, for a forced verdict: the model's
+        own end-of-thinking marker when its reasoning is still open, then ``\\boxed{Assistant ``."""
+        vt = self.verdict_tokens
+        if vt is None:
+            return None
+        close = "\n\n" if reasoning_closed or not self.opens_reasoning else f"\n{self.reasoning_close_tag}\n\n"
+        return self.tokenizer.encode(close, add_special_tokens=False) + list(vt.prefix_ids)
+
+    def is_control(self, token_id: int) -> bool:
+        return token_id in self._control_ids
+
+    def count_control_tokens(self, ids: Sequence[int]) -> int:
+        return sum(1 for i in ids if i in self._control_ids)

