@@ -4,27 +4,77 @@ from __future__ import annotations
 
 import sys
 
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
 from pydantic_settings import CliApp
 
 from rrm_server.ops.logging import configure_logging
 from rrm_server.settings import Settings
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from rrm_server.runtime import Runtime
+
+logger = logging.getLogger("rrm_server.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    """Graceful drain in two phases.
+
+    1. For ``drain_delay`` seconds after the first signal: keep serving, /ready answers 503, so load
+       balancers (Kubernetes endpoints) stop sending new work before the listener goes away.
+    2. uvicorn's own shutdown: stop accepting, let in-flight requests finish for up to
+       ``timeout_graceful_shutdown``, then cancel the rest (their engine work is aborted).
+    A second signal skips the delay.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: "Runtime", drain_delay: float) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.drain_delay = drain_delay
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.runtime.draining or self.drain_delay <= 0:
+            self.runtime.draining = True
+            logger.info("draining: no new connections; waiting for in-flight requests", extra={"signal": sig})
+            return super().handle_exit(sig, frame)
+        self.runtime.draining = True
+        logger.info("draining: /ready now 503; closing the listener in %.0f s", self.drain_delay,
+                    extra={"signal": sig})
+        import asyncio
+
+        # We run inside a signal handler: only call_soon_threadsafe is safe to touch the loop from here.
+        loop = asyncio.get_running_loop()
+        finish = super().handle_exit
+        loop.call_soon_threadsafe(loop.call_later, self.drain_delay, finish, signal.SIGTERM, None)
+
 USAGE = """usage: rrm-server [serve] [--flags]      start the HTTP service (see `rrm-server serve --help`)
        rrm-server prepare-model          convert the bundled model once and print its directory
        rrm-server cache-clear            delete this service's cached votes (--cache-url, --cache-prefix)
+       rrm-server eval {pandalm,llmbar,jsonl,bon} [--flags]
+                                         evaluate a judge on preference data (`rrm-server eval --help`)
 Every flag also reads from an RRM_* environment variable (e.g. --max-votes = RRM_MAX_VOTES)."""
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from rrm_server.api.app import build_app
 
     configure_logging(settings.log_level, settings.log_format)
-    app = build_app(settings)
+    run_server(build_app(settings), settings)
+
+
+def run_server(app: "FastAPI", settings: Settings) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT, then drain (see ``DrainingServer``)."""
+    import uvicorn
+
     # Our middleware writes the structured access log; uvicorn keeps the root logging we set up.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
-                access_log=False, timeout_graceful_shutdown=30)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            log_config=None, access_log=False, timeout_graceful_shutdown=settings.drain_timeout)
+    DrainingServer(config, app.state.runtime, settings.drain_delay).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     command = "serve"
     if args and not args[0].startswith("-"):
         command = args.pop(0)
+    if command == "eval":
+        from rrm_server.eval.cli import main as eval_main
+
+        sys.exit(eval_main(args))
     if command in ("-h", "help") or args[:1] == ["--help"] and command != "serve":
         print(USAGE)
         return

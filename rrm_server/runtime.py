@@ -39,6 +39,7 @@ class Runtime:
         self.serving: JudgeServing | None = None
         self.rewards: RewardServing | None = None
         self.error: str | None = None
+        self.draining = False  # set on SIGTERM: /ready answers 503 while in-flight work finishes
 
     @property
     def ready(self) -> bool:
@@ -48,6 +49,8 @@ class Runtime:
     def status(self) -> str:
         if self.error:
             return "failed"
+        if self.draining:
+            return "draining"
         return "ready" if self.ready else "loading"
 
     async def start(self) -> None:

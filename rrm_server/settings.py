@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     engine_url: str | None = Field(default=None, description="Comma-separated base URLs of `vllm serve` replicas.")
     engine_model: str | None = Field(default=None, description="Model name the replicas serve (default: "
                                      "--served-model-name or --model).")
+    engine_routing: Literal["prefix_affinity", "round_robin"] = Field(
+        default="prefix_affinity", description="How the replica pool routes comparisons: prefix_affinity keeps "
+        "a shared prefix on one replica (its prefix cache); round_robin ignores prefixes (a baseline).")
+    engine_ignore_eos: bool = Field(default=False, description="Benchmarking only: every generation runs to "
+                                    "its max_tokens (vLLM's ignore_eos), so runs compare equal work.")
     engine_start_timeout: float = Field(default=600.0, gt=0, description="Seconds to wait for a healthy replica.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: str = "auto"
@@ -78,6 +83,10 @@ class Settings(BaseSettings):
                                      "more get 429 with Retry-After.")
     request_timeout: float | None = Field(default=None, gt=0, description="Per-request deadline in seconds "
                                           "(504, engine work aborted); unset: none.")
+    drain_delay: float = Field(default=0, ge=0, description="On SIGTERM, seconds to keep serving with /ready "
+                               "at 503 so load balancers stop routing here before the listener closes.")
+    drain_timeout: float = Field(default=30, ge=0, description="Then, seconds to let in-flight requests "
+                                 "finish before they are cancelled (engine work aborted).")
 
     # --- request limits ----------------------------------------------------------------------
     max_responses: int = Field(default=64, ge=2, description="Most responses in one rank request.")

@@ -65,6 +65,7 @@ class OpenAIPoolEngine(EngineClient):
     _http: httpx.AsyncClient | None = None
     _health_task: asyncio.Task | None = None
     _info: ModelInfo | None = None
+    _turn: int = 0  # round-robin position
 
     def __post_init__(self) -> None:
         urls = [u.strip().rstrip("/") for u in (self.settings.engine_url or "").split(",") if u.strip()]
@@ -131,6 +132,9 @@ class OpenAIPoolEngine(EngineClient):
         healthy = [r for r in self.replicas if r.healthy and r.url not in exclude]
         if not healthy:
             return None
+        if self.settings.engine_routing == "round_robin":
+            self._turn += 1
+            return healthy[self._turn % len(healthy)]
         order = rendezvous(key, healthy)
         mean = sum(r.in_flight for r in healthy) / len(healthy)
         first = order[0]
@@ -151,6 +155,8 @@ class OpenAIPoolEngine(EngineClient):
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if self.settings.engine_ignore_eos and request.logprobs is None:
+            body["ignore_eos"] = True
         if request.logprobs is not None:
             body["logprobs"] = request.logprobs
             body["return_tokens_as_token_ids"] = True

@@ -100,6 +100,7 @@ class VLLMEngine(EngineClient):
             max_tokens=request.max_tokens,
             seed=request.seed,
             logprobs=request.logprobs,
+            ignore_eos=self.settings.engine_ignore_eos and request.logprobs is None,
         )
         final = None
         try:

@@ -7,8 +7,9 @@ from rrm_server.engine.openai_pool import OpenAIPoolEngine, Replica, _generation
 from rrm_server.settings import Settings
 
 
-def pool(n: int) -> OpenAIPoolEngine:
-    e = OpenAIPoolEngine(Settings(engine="openai", engine_url=",".join(f"http://r{i}" for i in range(n))))
+def pool(n: int, routing: str = "prefix_affinity") -> OpenAIPoolEngine:
+    e = OpenAIPoolEngine(Settings(engine="openai", engine_url=",".join(f"http://r{i}" for i in range(n)),
+                                  engine_routing=routing))
     for r in e.replicas:
         r.healthy = True
     return e
@@ -38,6 +39,14 @@ def test_bounded_load_spills_to_the_least_busy():
     assert e.pick(key, set()) is other
     assert e.pick(key, {other.url}) is first  # excluded after a failed try: the other one
     assert e.pick(key, {first.url, other.url}) is None
+
+
+def test_round_robin_ignores_prefixes_and_skips_unhealthy_replicas():
+    e = pool(3, "round_robin")
+    picks = [e.pick("same-prefix", set()).url for _ in range(9)]
+    assert sorted(picks) == sorted(["http://r0", "http://r1", "http://r2"] * 3)
+    e.replicas[1].healthy = False
+    assert {e.pick("same-prefix", set()).url for _ in range(6)} == {"http://r0", "http://r2"}
 
 
 def test_rendezvous_orders_every_replica():

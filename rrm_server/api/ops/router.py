@@ -32,6 +32,8 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     metrics.ENGINE_READY.set(0)
     if runtime.error:
         return error_response(503, "startup_failed", f"the judge failed to start: {runtime.error}")
+    if runtime.draining:
+        return error_response(503, "draining", "shutting down: finishing in-flight requests")
     if not runtime.ready:
         return error_response(503, "not_ready", "the judge engine is loading")
     try:

@@ -1,0 +1,180 @@
+"""Scale-out through the gateway: one `vllm serve` replica vs two, and prefix-affinity vs
+round-robin routing, on ELO requests over real GSM8K best-of-4 candidates.
+
+Replicas are real vLLM CPU servers (bundled model) pinned to one core each, so "two replicas" is
+one more engine box, as in production (here they share the machine's memory bandwidth). Arms run
+side by side in one run; every replica's prefix cache is reset between arms (vLLM dev endpoint).
+The prefix-cache hit rate comes from the replicas' own `vllm:prefix_cache_*` counters.
+
+    .venv/bin/python -m benchmarks.replicas [--questions 8] [--concurrency 4] [--max-tokens 24]
+
+Writes benchmarks/results/replicas.json; the table goes to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks._common import RESULTS, free_port, machine, percentile, write_result
+from benchmarks.strategy_study import load_questions
+from rrm_server import bundled_model
+
+
+def wait_ok(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not up after {timeout}s")
+        time.sleep(1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
+    procs, urls = [], []
+    try:
+        for core in cores:
+            port = free_port()
+            env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": core, "VLLM_SERVER_DEV_MODE": "1"}
+            out = (logs / f"replica-core{core}.log").open("wb")
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--port",
+                 str(port), "--enforce-eager", "--no-enable-chunked-prefill", "--enable-prefix-caching",
+                 "--max-model-len", "4096", "--gpu-memory-utilization", "0.15", "--max-logprobs", "20"],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+            urls.append(f"http://127.0.0.1:{port}")
+        for u, p in zip(urls, procs):
+            wait_ok(f"{u}/health", p)
+        yield urls
+    finally:
+        for p in procs:
+            stop(p)
+
+
+@contextlib.contextmanager
+def gateway(model: Path, urls: list[str], routing: str, logs: Path, name: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "RRM_ENGINE": "openai", "RRM_ENGINE_URL": ",".join(urls), "RRM_ENGINE_ROUTING": routing,
+           "RRM_MODEL": str(model), "RRM_ENGINE_MODEL": str(model), "RRM_PORT": str(port),
+           "RRM_MAX_MODEL_LEN": "4096", "RRM_CACHE_ENABLED": "false", "RRM_LOG_LEVEL": "warning"}
+    out = (logs / f"gateway-{name}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "rrm_server", "serve"], stdout=out, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ok(f"{url}/ready", proc)
+        yield url
+    finally:
+        stop(proc)
+
+
+def prefix_counters(url: str) -> tuple[float, float]:
+    """(queried prompt tokens, hit tokens) from a replica's vLLM metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    got = {"vllm:prefix_cache_queries": 0.0, "vllm:prefix_cache_hits": 0.0}
+    for fam in text_string_to_metric_families(text):
+        if fam.name in got:
+            got[fam.name] += sum(s.value for s in fam.samples if s.name.endswith("_total"))
+    return got["vllm:prefix_cache_queries"], got["vllm:prefix_cache_hits"]
+
+
+async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
+    latencies: list[float] = []
+    calls = 0
+    failed = 0
+    queue = list(bodies)
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        nonlocal calls, failed
+        while queue:
+            body = queue.pop(0)
+            t0 = time.perf_counter()
+            r = await c.post("/v1/judge/rank", json=body)
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                failed += 1
+                continue
+            calls += r.json()["usage"]["engine_calls"]
+
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as c:
+        await asyncio.gather(*(worker(c) for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    return {"requests": len(bodies), "failed": failed, "engine_calls": calls, "seconds": round(wall, 1),
+            "requests_per_s": round(len(bodies) / wall, 3), "comparisons_per_s": round(calls / wall, 2),
+            "p50_s": round(percentile(latencies, 0.5), 2), "p99_s": round(percentile(latencies, 0.99), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--questions", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=24)
+    args = ap.parse_args()
+
+    model = bundled_model.ensure_bundled_model()
+    logs = RESULTS / "replicas-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    bodies = [{"query": q, "responses": texts, "method": "elo", "votes": 2, "order": "both", "early_stop": False,
+               "seed": i, "max_tokens": args.max_tokens, "cache": False, "verdict_probs": False}
+              for i, (q, texts, _) in enumerate(load_questions(4)[:args.questions])]
+    arms = [("1 replica", 1, "prefix_affinity"), ("2 replicas, prefix affinity", 2, "prefix_affinity"),
+            ("2 replicas, round robin", 2, "round_robin")]
+    rows = []
+    with replicas(model, ["0", "1"], logs) as urls:
+        for name, n, routing in arms:
+            used = urls[:n]
+            for u in urls:  # every arm starts with cold prefix caches
+                httpx.post(f"{u}/reset_prefix_cache", timeout=30).raise_for_status()
+            before = [prefix_counters(u) for u in used]
+            with gateway(model, used, routing, logs, name.replace(" ", "_").replace(",", "")) as gw:
+                result = asyncio.run(drive(gw, bodies, args.concurrency))
+                split = httpx.get(f"{gw}/ready", timeout=10).json()["engine"]
+            after = [prefix_counters(u) for u in used]
+            queries = sum(a[0] - b[0] for a, b in zip(after, before))
+            hits = sum(a[1] - b[1] for a, b in zip(after, before))
+            row = {"arm": name, "replicas": n, "routing": routing, **result,
+                   "prefix_cache_hit_rate": round(hits / queries, 3) if queries else None,
+                   "calls_per_replica": [split.get(f"replica_{i}_requests", 0) for i in range(n)]}
+            print(row, flush=True)
+            rows.append(row)
+    one, two = rows[0], rows[1]
+    summary = {"throughput_ratio_2_vs_1": round(two["comparisons_per_s"] / one["comparisons_per_s"], 2),
+               "p50_ratio_2_vs_1": round(two["p50_s"] / one["p50_s"], 2),
+               "hit_rate_affinity": rows[1]["prefix_cache_hit_rate"],
+               "hit_rate_round_robin": rows[2]["prefix_cache_hit_rate"]}
+    out = write_result("replicas", {"machine": machine(), "args": vars(args), "rows": rows, "summary": summary,
+                                    "command": "python -m benchmarks.replicas " + " ".join(sys.argv[1:])})
+    print(summary)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
