@@ -18,7 +18,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
+# run_all --smoke points this elsewhere so smoke runs never overwrite recorded results.
+RESULTS = Path(os.environ.get("RRM_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 
 
 def machine() -> dict:

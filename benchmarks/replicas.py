@@ -58,6 +58,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
+    """Real `vllm serve` replicas (CPU build, bundled model), one per entry of ``cores``
+    (VLLM_CPU_OMP_THREADS_BIND values), with vLLM's dev endpoints for prefix-cache resets."""
     procs, urls = [], []
     try:
         for core in cores:
@@ -67,7 +69,9 @@ def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--port",
                  str(port), "--enforce-eager", "--no-enable-chunked-prefill", "--enable-prefix-caching",
-                 "--max-model-len", "4096", "--gpu-memory-utilization", "0.15", "--max-logprobs", "20"],
+                 "--max-model-len", "4096", "--gpu-memory-utilization", "0.25", "--max-logprobs", "20",
+                 # AVX2 CPUs emulate bf16 (~5x slower); rrm-server's in-process engine picks float32 too.
+                 "--dtype", "float32"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
             urls.append(f"http://127.0.0.1:{port}")
         for u, p in zip(urls, procs):
@@ -79,9 +83,10 @@ def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def gateway(model: Path, urls: list[str], routing: str, logs: Path, name: str) -> Iterator[str]:
+def gateway(model: Path, urls: list[str], routing: str, logs: Path, name: str,
+            extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "RRM_ENGINE": "openai", "RRM_ENGINE_URL": ",".join(urls), "RRM_ENGINE_ROUTING": routing,
+    env = {**os.environ, **(extra_env or {}), "RRM_ENGINE": "openai", "RRM_ENGINE_URL": ",".join(urls), "RRM_ENGINE_ROUTING": routing,
            "RRM_MODEL": str(model), "RRM_ENGINE_MODEL": str(model), "RRM_PORT": str(port),
            "RRM_MAX_MODEL_LEN": "4096", "RRM_CACHE_ENABLED": "false", "RRM_LOG_LEVEL": "warning"}
     out = (logs / f"gateway-{name}.log").open("wb")
@@ -132,19 +137,13 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
             "p50_s": round(percentile(latencies, 0.5), 2), "p99_s": round(percentile(latencies, 0.99), 2)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=int, default=8)
-    ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=24)
-    args = ap.parse_args()
-
+def run(questions: int = 4, concurrency: int = 4, max_tokens: int = 16) -> dict:
     model = bundled_model.ensure_bundled_model()
     logs = RESULTS / "replicas-logs"
     logs.mkdir(parents=True, exist_ok=True)
     bodies = [{"query": q, "responses": texts, "method": "elo", "votes": 2, "order": "both", "early_stop": False,
-               "seed": i, "max_tokens": args.max_tokens, "cache": False, "verdict_probs": False}
-              for i, (q, texts, _) in enumerate(load_questions(4)[:args.questions])]
+               "seed": i, "max_tokens": max_tokens, "cache": False, "verdict_probs": False}
+              for i, (q, texts, _) in enumerate(load_questions(4)[:questions])]
     arms = [("1 replica", 1, "prefix_affinity"), ("2 replicas, prefix affinity", 2, "prefix_affinity"),
             ("2 replicas, round robin", 2, "round_robin")]
     rows = []
@@ -155,24 +154,34 @@ def main() -> None:
                 httpx.post(f"{u}/reset_prefix_cache", timeout=30).raise_for_status()
             before = [prefix_counters(u) for u in used]
             with gateway(model, used, routing, logs, name.replace(" ", "_").replace(",", "")) as gw:
-                result = asyncio.run(drive(gw, bodies, args.concurrency))
+                result = asyncio.run(drive(gw, bodies, concurrency))
                 split = httpx.get(f"{gw}/ready", timeout=10).json()["engine"]
             after = [prefix_counters(u) for u in used]
-            queries = sum(a[0] - b[0] for a, b in zip(after, before))
+            queried = sum(a[0] - b[0] for a, b in zip(after, before))
             hits = sum(a[1] - b[1] for a, b in zip(after, before))
             row = {"arm": name, "replicas": n, "routing": routing, **result,
-                   "prefix_cache_hit_rate": round(hits / queries, 3) if queries else None,
+                   "prefix_cache_hit_rate": round(hits / queried, 3) if queried else None,
                    "calls_per_replica": [split.get(f"replica_{i}_requests", 0) for i in range(n)]}
             print(row, flush=True)
             rows.append(row)
-    one, two = rows[0], rows[1]
+    one, two, rr = rows
     summary = {"throughput_ratio_2_vs_1": round(two["comparisons_per_s"] / one["comparisons_per_s"], 2),
                "p50_ratio_2_vs_1": round(two["p50_s"] / one["p50_s"], 2),
-               "hit_rate_affinity": rows[1]["prefix_cache_hit_rate"],
-               "hit_rate_round_robin": rows[2]["prefix_cache_hit_rate"]}
-    out = write_result("replicas", {"machine": machine(), "args": vars(args), "rows": rows, "summary": summary,
+               "hit_rate_affinity": two["prefix_cache_hit_rate"], "hit_rate_round_robin": rr["prefix_cache_hit_rate"]}
+    return {"rows": rows, "summary": summary,
+            "workload": {"questions": questions, "concurrency": concurrency, "max_tokens": max_tokens}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=16)
+    args = ap.parse_args()
+    result = run(args.questions, args.concurrency, args.max_tokens)
+    out = write_result("replicas", {"machine": machine(), **result,
                                     "command": "python -m benchmarks.replicas " + " ".join(sys.argv[1:])})
-    print(summary)
+    print(result["summary"])
     print(f"wrote {out}")
 
 

@@ -77,8 +77,13 @@ def main() -> None:
     if not args.profile:
         server.run()
         return
+    import signal
+
     from pyinstrument import Profiler
 
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; let that return here so the
+    # profile gets written.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     profiler = Profiler(async_mode="disabled")
     profiler.start()
     try:
@@ -87,7 +92,8 @@ def main() -> None:
         profiler.stop()
         with open(args.profile, "w") as f:
             f.write(profiler.output_html())
-        print(profiler.output_text(unicode=False, color=False, show_all=False)[:6000], file=sys.stderr)
+        with open(args.profile + ".txt", "w") as f:
+            f.write(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,10 @@ class Runtime:
                 reasoning_open_tag=self.settings.reasoning_open_tag,
                 reasoning_close_tag=self.settings.reasoning_close_tag,
             )
+            # Scan the vocabulary for verdict tokens while the engine loads, not on the first request.
+            verdicts = asyncio.create_task(asyncio.to_thread(lambda b=self.builder: b.verdict_tokens))
             info = await self.engine.start()
+            await verdicts
             fingerprint = self.settings.model_fingerprint or await asyncio.to_thread(model_fingerprint, info.path)
             self.serving = JudgeServing(self.settings, self.engine, self.builder, info, self.cache, fingerprint)
             self.rewards = RewardServing(self.settings, self.serving)

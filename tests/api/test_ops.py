@@ -35,10 +35,10 @@ def value(m: dict, name: str, **labels: str) -> float:
 
 
 @contextlib.contextmanager
-def service(model_dir, tokenizer, **overrides):  # type: ignore[no-untyped-def]
+def service(model_dir, tokenizer, wait_ready: bool = True, **overrides):  # type: ignore[no-untyped-def]
     engine = ScriptedEngine(tokenizer=tokenizer)
     settings = Settings(model=str(model_dir), model_fingerprint="test", **overrides)
-    with serve_in_thread(build_app(settings, engine=engine, tokenizer=tokenizer), wait_ready=False) as url:
+    with serve_in_thread(build_app(settings, engine=engine, tokenizer=tokenizer), wait_ready=wait_ready) as url:
         yield url, engine
 
 
@@ -151,5 +151,5 @@ def test_request_deadline(model_dir, tokenizer):
     with service(model_dir, tokenizer, request_timeout=0.3) as (url, engine):
         engine.delay = 2.0
         r = httpx.post(f"{url}/v1/judge/pairwise", json={**OK, "votes": 2, "early_stop": False}, timeout=10)
-        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout", r.text
         assert len(engine.cancelled) == 2  # the engine work was aborted

@@ -43,7 +43,7 @@ def pool(model_dir, tmp_path_factory):  # type: ignore[no-untyped-def]
         proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
                                  str(model_dir), "--port", str(port), "--enforce-eager",
                                  "--no-enable-chunked-prefill", "--max-model-len", "4096",
-                                 "--gpu-memory-utilization", "0.15", "--max-logprobs", "20"],
+                                 "--gpu-memory-utilization", "0.25", "--max-logprobs", "20", "--dtype", "float32"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         replicas.append((f"http://127.0.0.1:{port}", proc))
     gport = free_port()

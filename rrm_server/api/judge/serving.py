@@ -125,11 +125,13 @@ class JudgeServing:
             raise InvalidRequest(
                 f"votes={req.votes} is above this server's maximum of {self.settings.max_votes}", "votes"
             )
-        query_ids = self.builder.encode_untrusted(req.query)
-        response_ids = [self.builder.encode_untrusted(r) for r in req.responses]
         sampling = self._sampling(req)
-        prompt, a, b = self._longest_prompt(query_ids, response_ids)
-        self._check_context(prompt, a, b, req.max_tokens)
+        if not self._surely_fits(req.query, req.responses, req.max_tokens):
+            # Exact per-field token counts, for a precise error (and the rare close call).
+            query_ids = self.builder.encode_untrusted(req.query)
+            response_ids = [self.builder.encode_untrusted(r) for r in req.responses]
+            prompt, a, b = self._longest_prompt(query_ids, response_ids)
+            self._check_context(prompt, a, b, req.max_tokens)
         if not self.engine.ready:
             raise NotReady("the judge engine is still loading; retry when GET /ready returns 200")
 
@@ -221,6 +223,16 @@ class JudgeServing:
             top_p=req.top_p if req.top_p is not None else s.default_top_p,
             max_tokens=max_tokens,
         )
+
+    def _surely_fits(self, query: str, responses: Sequence[str], max_tokens: int | None) -> bool:
+        """A bound without tokenizing (tokenizing every text twice was the gateway's largest cost):
+        a token covers at least one UTF-8 byte, plus a few for prefix markers and field boundaries.
+        Texts that spell control tokens (escaped piecewise) take the exact path."""
+        if self.builder.spells_control_token(query, *responses):
+            return False
+        longest = sorted((len(r.encode()) for r in responses), reverse=True)[:2]
+        bound = self.builder.template_tokens + len(query.encode()) + sum(longest) + 3 * 8
+        return bound + (max_tokens or 1) <= self.model.max_model_len
 
     def _longest_prompt(self, query_ids: list[int], response_ids: list[list[int]]) -> tuple[int, int, int]:
         """(tokens, a, b) of the longest comparison: the two longest responses; every strategy may play it."""
