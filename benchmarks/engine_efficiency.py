@@ -45,7 +45,9 @@ def offline(prompts_file: Path, max_tokens: int) -> None:
     outs = llm.generate(prompts, params, use_tqdm=False)
     wall = time.perf_counter() - t0
     generated = sum(len(o.outputs[0].token_ids) for o in outs)
-    print(json.dumps({"seconds": wall, "generated_tokens": generated, "load_s": load_s}))
+    # A file, not stdout: vLLM logs there too.
+    prompts_file.with_suffix(".offline.json").write_text(
+        json.dumps({"seconds": wall, "generated_tokens": generated, "load_s": load_s}))
 
 
 async def through_service(url: str, pairs: list, max_tokens: int) -> tuple[dict, list[dict]]:
@@ -80,7 +82,7 @@ def run(comparisons: int = 64, max_tokens: int = 64) -> dict:
                            "--max-tokens", str(max_tokens)], capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    off = json.loads(proc.stdout.strip().splitlines()[-1])
+    off = json.loads(prompts_file.with_suffix(".offline.json").read_text())
     prompt_tokens = sum(len(r["ids"]) for r in rendered)
     row = lambda d: {"seconds": round(d["seconds"], 2), "generated_tokens": d["generated_tokens"],  # noqa: E731
                      "judgments_per_s": round(comparisons / d["seconds"], 3),

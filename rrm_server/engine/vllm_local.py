@@ -106,6 +106,7 @@ class VLLMEngine(EngineClient):
     async def generate(self, request: GenerationRequest) -> Generation:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
         if not self.ready:
@@ -117,6 +118,12 @@ class VLLMEngine(EngineClient):
             seed=request.seed,
             logprobs=request.logprobs,
             ignore_eos=self.settings.engine_ignore_eos and request.logprobs is None,
+            # One output when the judgment is done: no per-token wake-ups or cumulative copies for
+            # the hundreds of streams a rank request runs at once.
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            # Decoded once at the end (below) instead of incrementally at every step, which costs
+            # the front-end process CPU the engine's workers could use.
+            detokenize=False,
         )
         final = None
         try:
@@ -138,8 +145,9 @@ class VLLMEngine(EngineClient):
         out = final.outputs[0]
         if out.finish_reason == "abort":  # aborted by the engine itself, not by us: not a judgment
             raise EngineError("the engine aborted this generation")
+        text = self._llm.tokenizer.decode(out.token_ids, skip_special_tokens=True) if out.token_ids else ""
         return Generation(
-            text=out.text,
+            text=text,
             finish_reason=out.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or request.prompt_token_ids),
             generated_tokens=len(out.token_ids),
