@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import asyncio
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
@@ -45,8 +46,6 @@ class DrainingServer(uvicorn.Server):
         self.runtime.draining = True
         logger.info("draining: /ready now 503; closing the listener in %.0f s", self.drain_delay,
                     extra={"signal": sig})
-        import asyncio
-
         # We run inside a signal handler: only call_soon_threadsafe is safe to touch the loop from here.
         loop = asyncio.get_running_loop()
         finish = super().handle_exit
@@ -69,8 +68,6 @@ def serve(settings: Settings) -> None:
 
 def run_server(app: "FastAPI", settings: Settings) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then drain (see ``DrainingServer``)."""
-    import uvicorn
-
     # Our middleware writes the structured access log; uvicorn keeps the root logging we set up.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             log_config=None, access_log=False, timeout_graceful_shutdown=settings.drain_timeout)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.engine
+# The fixture runs every suite (several engine starts): minutes, not the default 10-minute cap.
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
