@@ -71,7 +71,24 @@ def run_server(app: "FastAPI", settings: Settings) -> None:
     # Our middleware writes the structured access log; uvicorn keeps the root logging we set up.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             log_config=None, access_log=False, timeout_graceful_shutdown=settings.drain_timeout)
-    DrainingServer(config, app.state.runtime, settings.drain_delay).run()
+    runtime = app.state.runtime
+    server = DrainingServer(config, runtime, settings.drain_delay)
+    failed: list[str] = []
+
+    def fatal(message: str) -> None:  # on the event loop: the engine died past its restart budget
+        failed.append(message)
+        runtime.draining = True
+        server.should_exit = True
+
+    runtime.on_fatal = fatal
+    server.run()
+    if failed:
+        logger.error("exiting with status %d: %s", EXIT_ENGINE_FAILED, failed[0])
+        sys.exit(EXIT_ENGINE_FAILED)
+
+
+# A supervisor (Kubernetes, systemd, docker --restart) restarts the process on a non-zero exit.
+EXIT_ENGINE_FAILED = 3
 
 
 def main(argv: list[str] | None = None) -> None:

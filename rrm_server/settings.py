@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     engine_ignore_eos: bool = Field(default=False, description="Benchmarking only: every generation runs to "
                                     "its max_tokens (vLLM's ignore_eos), so runs compare equal work.")
     engine_start_timeout: float = Field(default=600.0, gt=0, description="Seconds to wait for a healthy replica.")
+    engine_on_failure: Literal["restart", "exit"] = Field(
+        default="restart", description="When the in-process engine dies (its process killed or crashed): "
+        "restart it in place (in-flight requests fail with 503 at once, /ready is 503 until it is back), "
+        "or exit so a supervisor restarts the whole server.")
+    engine_max_restarts: int = Field(default=3, ge=0, description="Restarts allowed within "
+                                     "--engine-restart-window; one more failure exits instead (a crash loop "
+                                     "is the supervisor's to see).")
+    engine_restart_window: float = Field(default=600.0, gt=0, description="Seconds over which restarts count.")
+    engine_watch_interval: float = Field(default=0.5, gt=0, description="How often to check that the "
+                                         "in-process engine is alive.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: str = Field(default="auto", description="Weights/activations dtype. auto: the model's, except on "
                        "CPUs without native bfloat16 (no AVX512-BF16/AMX), where vLLM's bf16 choice runs ~5x "

@@ -20,8 +20,6 @@ class GenerationRequest:
     affinity_key: str | None = None
 
 
-
-
 @dataclass(frozen=True)
 class Generation:
     text: str
@@ -73,6 +71,17 @@ class EngineClient(abc.ABC):
 
     @abc.abstractmethod
     async def shutdown(self) -> None: ...
+
+    @property
+    def crashed(self) -> bool:
+        """True once a started engine has failed for good and only a restart can bring it back (the
+        in-process engine's core process died). A remote pool is never dead: replicas come and go."""
+        return False
+
+    async def restart(self) -> ModelInfo:
+        """Replace a dead engine with a fresh one (same model and arguments)."""
+        await self.shutdown()
+        return await self.start()
 
     def stats(self) -> dict[str, int]:
         """Cheap point-in-time numbers for /ready and metrics."""

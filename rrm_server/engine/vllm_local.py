@@ -172,6 +172,11 @@ class VLLMEngine(EngineClient):
         if self._llm.errored:
             raise EngineUnavailable("the vLLM engine has died")
 
+    @property
+    def crashed(self) -> bool:
+        # vLLM's monitor thread marks the client errored the moment the engine core process exits.
+        return self._llm is not None and self._llm.errored
+
     async def shutdown(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:

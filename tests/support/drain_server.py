@@ -1,5 +1,6 @@
-"""``python -m tests.support.drain_server MODEL_DIR PORT DELAY``: the real CLI serving loop
-(``rrm_server.cli.run_server``: signals, drain) around a scripted engine that takes DELAY s per vote."""
+"""``python -m tests.support.drain_server MODEL_DIR PORT DELAY [ON_FAILURE]``: the real CLI serving loop
+(``rrm_server.cli.run_server``: signals, drain, exit on engine failure) around a scripted engine that
+takes DELAY s per vote. A query of ``crash`` makes the scripted engine crash (as if its process died)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,26 @@ from transformers import AutoTokenizer
 
 from rrm_server.api.app import build_app
 from rrm_server.cli import run_server
+from rrm_server.engine import EngineUnavailable
 from rrm_server.ops.logging import configure_logging
 from rrm_server.settings import Settings
-from tests.support.engines import ScriptedEngine
+from tests.support.engines import ScriptedEngine, Shown, prefer
 
 if __name__ == "__main__":
     model_dir, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    on_failure = sys.argv[4] if len(sys.argv) > 4 else "restart"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    settings = Settings(port=port, drain_delay=1.5, drain_timeout=20, cache_enabled=False)
+    settings = Settings(port=port, drain_delay=1.5, drain_timeout=20, cache_enabled=False,
+                        engine_on_failure=on_failure, engine_watch_interval=0.1)
     configure_logging("info", "json")
-    run_server(build_app(settings, engine=ScriptedEngine(tokenizer, delay=delay), tokenizer=tokenizer), settings)
+    engine = ScriptedEngine(tokenizer, delay=delay)
+    judge = prefer(lambda a, b: len(a) >= len(b))
+
+    def script(s: Shown) -> str:
+        if s.query == "crash":
+            engine.crashed = True
+            raise EngineUnavailable("scripted engine process exited")
+        return judge(s)
+
+    engine.script = script
+    run_server(build_app(settings, engine=engine, tokenizer=tokenizer), settings)

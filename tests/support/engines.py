@@ -58,7 +58,9 @@ class ScriptedEngine(EngineClient):
     cancelled: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
-    dead: bool = False
+    dead: bool = False  # an outage: not ready, every generation fails
+    crashed: bool = False  # for the runtime's supervisor: only a restart brings it back
+    starts: int = 0
     # p("Assistant 1") the judge assigns at a verdict (probe calls); None: no log probabilities.
     probability: Callable[[Shown], float] | None = None
     probes: list[GenerationRequest] = field(default_factory=list)
@@ -66,13 +68,15 @@ class ScriptedEngine(EngineClient):
 
     @property
     def ready(self) -> bool:
-        return self._ready and not self.dead
+        return self._ready and not self.dead and not self.crashed
 
     async def start(self) -> ModelInfo:
+        self.starts += 1
         await asyncio.sleep(self.start_delay)
         if self.fail_start:
             raise RuntimeError("scripted start failure")
         self._ready = True
+        self.dead = self.crashed = False
         return ModelInfo(name=self.name, path="scripted", max_model_len=self.max_model_len)
 
     def shown(self, request: GenerationRequest) -> Shown:
@@ -82,7 +86,7 @@ class ScriptedEngine(EngineClient):
         return Shown(m["q"], m["a1"], m["a2"], request)
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        if self.dead:
+        if self.dead or self.crashed:
             raise EngineUnavailable("scripted engine is dead")
         if request.logprobs is None:
             self.calls.append(request)  # judgments; verdict probes are recorded in ``probes``
@@ -93,7 +97,7 @@ class ScriptedEngine(EngineClient):
                 await asyncio.sleep(self.delay)
             # Yield once so concurrently submitted calls overlap even without a delay.
             await asyncio.sleep(0)
-            if self.dead:
+            if self.dead or self.crashed:
                 raise EngineUnavailable("scripted engine died")
             if request.logprobs is not None:
                 return self._probe(request)

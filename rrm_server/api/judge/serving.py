@@ -133,7 +133,8 @@ class JudgeServing:
             prompt, a, b = self._longest_prompt(query_ids, response_ids)
             self._check_context(prompt, a, b, req.max_tokens)
         if not self.engine.ready:
-            raise NotReady("the judge engine is still loading; retry when GET /ready returns 200")
+            raise NotReady("the judge engine is not running (loading, or restarting after a failure); "
+                           "retry when GET /ready returns 200")
 
         seed = req.seed if req.seed is not None else 0
         comparator = EngineComparator(

@@ -22,8 +22,12 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """Alive. 503 only when start-up failed for good, so a supervisor restarts the process."""
     if runtime.error:
-        return error_response(503, "startup_failed", f"the judge failed to start: {runtime.error}")
+        return error_response(503, runtime.error_type, _failure(runtime))
     return JSONResponse({"status": "ok"})
+
+
+def _failure(runtime: Runtime) -> str:
+    return runtime.error if runtime.error_type == "engine_failed" else f"the judge failed to start: {runtime.error}"
 
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}})
@@ -31,9 +35,12 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     """200 once the engine is loaded and healthy; 503 before and whenever it is not."""
     metrics.ENGINE_READY.set(0)
     if runtime.error:
-        return error_response(503, "startup_failed", f"the judge failed to start: {runtime.error}")
+        return error_response(503, runtime.error_type, _failure(runtime))
     if runtime.draining:
         return error_response(503, "draining", "shutting down: finishing in-flight requests")
+    if runtime.restarting:
+        return error_response(503, "engine_unavailable", "the judge engine died and is restarting "
+                              f"(restart {len(runtime.restarts)} of {runtime.settings.engine_max_restarts} allowed)")
     if not runtime.ready:
         return error_response(503, "not_ready", "the judge engine is loading")
     try:
