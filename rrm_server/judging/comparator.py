@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol, Sequence
@@ -311,6 +312,9 @@ class EngineComparator:
         metrics.COMPARISONS_IN_FLIGHT.inc()
         try:
             return await self.engine.generate(request)
+        except asyncio.CancelledError:
+            metrics.ENGINE_CALLS_ABORTED.inc()  # nobody wants it any more; the engine aborts it
+            raise
         finally:
             metrics.COMPARISONS_IN_FLIGHT.dec()
 

@@ -25,6 +25,8 @@ QUEUED = Gauge("rrm_requests_queued", "Requests waiting for admission", multipro
 REJECTED = Counter("rrm_requests_rejected_total", "Requests turned away", ["reason"])
 COMPARISONS_IN_FLIGHT = Gauge("rrm_engine_calls_in_flight", "Judge generations submitted and not finished",
                               multiprocess_mode="livesum")
+ENGINE_CALLS_ABORTED = Counter("rrm_engine_calls_aborted_total", "Judge generations cancelled before they "
+                               "finished (client gone, deadline passed): aborted in the engine")
 JUDGMENTS = Counter("rrm_judgments_total", "Judgments computed by the engine, by outcome and invalid reason",
                     ["outcome", "reason"])
 FORCED = Counter("rrm_forced_verdicts_total", "Verdicts forced after a thinking budget or rescue")

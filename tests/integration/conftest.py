@@ -33,21 +33,14 @@ class RealServer:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def real_server(tmp_path_factory, model_dir) -> RealServer:  # type: ignore[no-untyped-def]
+def launch(log: Path, env: dict[str, str], args: list[str]) -> RealServer:
+    """Start `rrm-server serve` (real engine) in its own process group and wait for /ready."""
     port = free_port()
-    log = tmp_path_factory.mktemp("real-server") / "server.log"
-    # The real Redis server, under a key prefix of this run's own (removed afterwards).
-    prefix = f"rrm-test-{uuid.uuid4().hex[:8]}:"
-    env = {**os.environ, "RRM_PORT": str(port), "RRM_LOG_LEVEL": "info",
-           "RRM_CACHE_URL": "redis://127.0.0.1:6379/0", "RRM_CACHE_PREFIX": prefix}
+    env = {**os.environ, "RRM_PORT": str(port), "RRM_LOG_LEVEL": "info", **env}
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rrm_server", "serve", "--max-votes", "16"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "rrm_server", "serve", *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = RealServer(f"http://127.0.0.1:{port}", log, proc)
-    server.prefix = prefix
     deadline = time.monotonic() + START_TIMEOUT
     try:
         while True:
@@ -55,24 +48,44 @@ def real_server(tmp_path_factory, model_dir) -> RealServer:  # type: ignore[no-u
                 pytest.fail(f"rrm-server exited with {proc.returncode}:\n{server.log_text()[-4000:]}")
             try:
                 if httpx.get(f"{server.url}/ready", timeout=5).status_code == 200:
-                    break
+                    return server
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"rrm-server not ready after {START_TIMEOUT}s:\n{server.log_text()[-4000:]}")
             time.sleep(1)
-        yield server
-    finally:
-        keys = list(redis.Redis().scan_iter(match=f"{prefix}*"))
-        if keys:
-            redis.Redis().delete(*keys)
+    except BaseException:
+        stop(server)
+        raise
+
+
+def stop(server: RealServer) -> None:
+    proc = server.proc
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        try:  # anything vLLM left behind in the server's process group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:  # anything vLLM left behind in the server's process group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory, model_dir) -> RealServer:  # type: ignore[no-untyped-def]
+    log = tmp_path_factory.mktemp("real-server") / "server.log"
+    # The real Redis server, under a key prefix of this run's own (removed afterwards).
+    prefix = f"rrm-test-{uuid.uuid4().hex[:8]}:"
+    server = launch(log, {"RRM_CACHE_URL": "redis://127.0.0.1:6379/0", "RRM_CACHE_PREFIX": prefix},
+                    ["--max-votes", "16"])
+    server.prefix = prefix
+    try:
+        yield server
+    finally:
+        keys = list(redis.Redis().scan_iter(match=f"{prefix}*"))
+        if keys:
+            redis.Redis().delete(*keys)
+        stop(server)
