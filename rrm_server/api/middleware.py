@@ -86,8 +86,7 @@ class OpsMiddleware:
                 metrics.REJECTED.labels(reason="body_too_large").inc()
                 return await reply(413, "payload_too_large",
                                    f"request body is {length} bytes; the limit is {self.max_body}")
-            if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-                receive = await self._buffered(receive)  # chunked: count it before the app sees it
+            chunked = length is None and scope.get("method") in ("POST", "PUT", "PATCH")
             if path in WORK_PATHS and scope.get("method") == "POST":
                 if self.slots.locked() and self.waiting >= self.max_queue:
                     metrics.REJECTED.labels(reason="queue_full").inc()
@@ -101,10 +100,16 @@ class OpsMiddleware:
                     self.waiting -= 1
                     metrics.QUEUED.dec()
                 try:
+                    # Bodies are read only once admitted: a flood of queued requests holds
+                    # connections, not megabytes of buffered bodies.
+                    if chunked:
+                        receive = await self._buffered(receive)  # counted before the app sees it
                     await self._run(scope, receive, send_with_id, reply)
                 finally:
                     self.slots.release()
             else:
+                if chunked:
+                    receive = await self._buffered(receive)
                 await self._run(scope, receive, send_with_id, reply)
         except _BodyTooLarge:
             metrics.REJECTED.labels(reason="body_too_large").inc()

@@ -153,3 +153,32 @@ def test_request_deadline(model_dir, tokenizer):
         r = httpx.post(f"{url}/v1/judge/pairwise", json={**OK, "votes": 2, "early_stop": False}, timeout=10)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout", r.text
         assert len(engine.cancelled) == 2  # the engine work was aborted
+
+
+def test_queued_requests_hold_no_body(model_dir, tokenizer):
+    """Admission comes before the body is read: a request waiting for a slot has not had its
+    (possibly huge, chunked) body buffered, so a flood costs connections, not memory."""
+    with service(model_dir, tokenizer, max_concurrent_requests=1, max_queued_requests=4) as (url, engine):
+        engine.delay = 1.5
+
+        async def go():  # type: ignore[no-untyped-def]
+            release = asyncio.Event()
+
+            async def body():  # type: ignore[no-untyped-def]
+                yield b'{"query": "q", "responses": ["a", '
+                await release.wait()  # the rest arrives only when we say so
+                yield b'"bb"]}'
+
+            async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+                busy = asyncio.create_task(c.post("/v1/judge/pairwise", json=OK))
+                await asyncio.sleep(0.3)  # the one slot is taken
+                queued = asyncio.create_task(c.post("/v1/judge/pairwise", content=body(),
+                                                    headers={"content-type": "application/json"}))
+                await asyncio.sleep(0.3)
+                waiting = value(await asyncio.to_thread(scrape, url), "rrm_requests_queued")
+                release.set()
+                return waiting, await busy, await queued
+
+        waiting, busy, queued = asyncio.run(go())
+        assert waiting == 1  # queued with its body still unread (before the fix: 0, stuck reading it)
+        assert busy.status_code == 200 and queued.status_code == 200 and queued.json()["winner"] == 1
