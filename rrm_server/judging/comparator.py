@@ -16,6 +16,9 @@ from rrm_server.judging.votes import OrderMode, Outcome, Tally, Vote, VoteSpec, 
 from rrm_server.prompt.template import PromptBuilder
 from rrm_server.prompt.verdict import InvalidReason, parse_verdict, slot1_probability
 
+# Prompts longer than this (characters of caller text) are tokenized off the event loop.
+PROMPT_INLINE_CHARS = 20_000
+
 # Log probabilities read at a verdict: both digits are within the top 20 for any judge worth the name.
 PROBE_TOP_K = 20
 
@@ -165,7 +168,7 @@ class EngineComparator:
     usage: Usage = field(default_factory=Usage)
 
     _committed: int = 0  # votes drawn or reserved so far (for the adaptive budget)
-    _prompts: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    _prompts: dict[tuple[int, int], "list[int] | asyncio.Future[list[int]]"] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._query_hash = text_hash(self.query)
@@ -227,16 +230,24 @@ class EngineComparator:
         self.usage.forced_verdicts += sum(v.forced for v in votes)
         return votes
 
-    def prompt_ids(self, first: int, second: int) -> list[int]:
+    async def prompt_ids(self, first: int, second: int) -> list[int]:
         # Every vote of a pair in one order shares its prompt: tokenize it once per request.
         ids = self._prompts.get((first, second))
         if ids is None:
-            ids = self._prompts[(first, second)] = self.builder.build_ids(
-                self.query, self.responses[first], self.responses[second])
+            q, a, b = self.query, self.responses[first], self.responses[second]
+            if len(q) + len(a) + len(b) > PROMPT_INLINE_CHARS:
+                # Long texts tokenize in a worker thread (the tokenizer releases the GIL): one
+                # request with long responses must not stall the event loop for everyone else.
+                ids = asyncio.ensure_future(asyncio.to_thread(self.builder.build_ids, q, a, b))
+            else:
+                ids = self.builder.build_ids(q, a, b)
+            self._prompts[(first, second)] = ids
+        if isinstance(ids, asyncio.Future):
+            ids = self._prompts[(first, second)] = await asyncio.shield(ids)  # shared by the pair's votes
         return ids
 
     async def _judge(self, first: int, second: int, spec: VoteSpec) -> Judgment:
-        ids = self.prompt_ids(first, second)
+        ids = await self.prompt_ids(first, second)
         rid = f"{self.request_id}-{first}-{second}-{spec.index}"
         budget = self.sampling.max_tokens
         if self.max_thinking_tokens is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import fields, replace
 from typing import Sequence
@@ -30,6 +31,12 @@ from rrm_server.judging.votes import Outcome, Tally, Vote
 from rrm_server.ops import metrics
 from rrm_server.prompt.template import PromptBuilder
 from rrm_server.settings import Settings
+
+
+# Above this many characters in a request, tokenizing for the length check moves off the event loop.
+TOKENIZE_INLINE_CHARS = 20_000
+# A field can tokenize to a few more tokens than its bytes at its boundaries (prefix markers).
+FIELD_SLACK_TOKENS = 8
 
 
 class JudgeServing:
@@ -128,10 +135,7 @@ class JudgeServing:
         sampling = self._sampling(req)
         if not self._surely_fits(req.query, req.responses, req.max_tokens):
             # Exact per-field token counts, for a precise error (and the rare close call).
-            query_ids = self.builder.encode_untrusted(req.query)
-            response_ids = [self.builder.encode_untrusted(r) for r in req.responses]
-            prompt, a, b = self._longest_prompt(query_ids, response_ids)
-            self._check_context(prompt, a, b, req.max_tokens)
+            await self._check_lengths(req.query, req.responses, req.max_tokens)
         if not self.engine.ready:
             raise NotReady("the judge engine is not running (loading, or restarting after a failure); "
                            "retry when GET /ready returns 200")
@@ -235,11 +239,32 @@ class JudgeServing:
         bound = self.builder.template_tokens + len(query.encode()) + sum(longest) + 3 * 8
         return bound + (max_tokens or 1) <= self.model.max_model_len
 
-    def _longest_prompt(self, query_ids: list[int], response_ids: list[list[int]]) -> tuple[int, int, int]:
-        """(tokens, a, b) of the longest comparison: the two longest responses; every strategy may play it."""
-        by_len = sorted(range(len(response_ids)), key=lambda i: -len(response_ids[i]))
-        a, b = sorted(by_len[:2])
-        return self.builder.template_tokens + len(query_ids) + len(response_ids[a]) + len(response_ids[b]), a, b
+    async def _check_lengths(self, query: str, responses: Sequence[str], max_tokens: int | None) -> None:
+        """The longest comparison (the two longest responses: every strategy may play it) must fit.
+
+        Long texts are tokenized in a worker thread (the tokenizer releases the GIL), so one huge
+        request does not stall every other request on the event loop; responses go longest first
+        and the check stops as soon as the answer is known, so a flood of oversized responses is
+        rejected after tokenizing two of them, not all."""
+        encode = self.builder.encode_untrusted
+        big = len(query) + sum(map(len, responses)) > TOKENIZE_INLINE_CHARS
+
+        async def count(text: str) -> int:
+            return len(await asyncio.to_thread(encode, text) if big and len(text) > 1000 else encode(text))
+
+        base = self.builder.template_tokens + await count(query)
+        order = sorted(range(len(responses)), key=lambda i: -len(responses[i].encode()))
+        top: list[tuple[int, int]] = []  # (tokens, index) of the two longest so far
+        for rank, i in enumerate(order):
+            if len(top) == 2 and top[1][0] >= len(responses[i].encode()) + FIELD_SLACK_TOKENS:
+                break  # a token covers at least a byte: no later response can be longer than these
+            top = sorted([*top, (await count(responses[i]), i)], reverse=True)[:2]
+            if len(top) == 2:
+                (ta, a), (tb, b) = top
+                if base + ta + tb + (max_tokens or 1) > self.model.max_model_len:
+                    break  # already too long: the longest comparison only gets longer
+        (ta, a), (tb, b) = top
+        self._check_context(base + ta + tb, min(a, b), max(a, b), max_tokens)
 
     def _check_context(self, prompt: int, a: int, b: int, max_tokens: int | None) -> None:
         """``max_tokens``: as requested (must fit in full), or None (at least one token must fit)."""
