@@ -43,31 +43,47 @@ def free_port() -> int:
 @contextlib.contextmanager
 def real_server(*flags: str, env: dict | None = None, log: Path | None = None) -> Iterator[str]:
     """`rrm-server serve` on the bundled model; yields its URL once /ready is 200."""
+    with server_process(*flags, env=env, log=log) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(*flags: str, env: dict | None = None,
+                   log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like ``real_server``, also yielding the process (its children are the vLLM engine)."""
     port = free_port()
     log = log or RESULTS / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "rrm_server", "serve", "--port", str(port), *flags],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not ready")
-            time.sleep(1)
-        yield url
+        wait_ready(url, proc, log)
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        with contextlib.suppress(ProcessLookupError):  # whatever the engine left in the group
+            os.killpg(proc.pid, 9)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 600) -> float:
+    """Seconds until /ready is 200; raises if the server exits or never gets there."""
+    started = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError("server not ready")
+        time.sleep(0.5)
 
 
 def percentile(xs: list[float], q: float) -> float:
