@@ -77,6 +77,10 @@ class Tally:
         self.statuses: dict[int, int] = {}
         self.lost = 0  # no HTTP answer at all (connection error, client timeout)
         self.latencies: list[float] = []
+        self.answered_at: list[float] = []
+
+    def answered_between(self, start: float, end: float) -> int:
+        return sum(start <= t < end for t in self.answered_at)
 
     async def post(self, c: httpx.AsyncClient, path: str, body: dict) -> httpx.Response | None:
         t0 = time.perf_counter()
@@ -86,6 +90,7 @@ class Tally:
             self.lost += 1
             return None
         self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+        self.answered_at.append(time.monotonic())
         if r.status_code == 200:
             self.latencies.append(time.perf_counter() - t0)
         return r
@@ -145,6 +150,8 @@ async def redis_restart(url: str, proc: subprocess.Popen, redis: "RedisServer", 
                     degraded.append(time.monotonic())
                 i += 1
 
+    async with httpx.AsyncClient(base_url=url, timeout=300) as c:  # warm: every body cached once
+        await asyncio.gather(*(c.post("/v1/judge/pairwise", json=small_body(i, distinct=12)) for i in range(12)))
     workers = [asyncio.create_task(worker(w)) for w in range(8)]
     await asyncio.sleep(seconds / 3)
     await asyncio.to_thread(redis.stop)
@@ -159,6 +166,7 @@ async def redis_restart(url: str, proc: subprocess.Popen, redis: "RedisServer", 
             # Degraded answers start when Redis goes and stop once the client has reconnected.
             "first_degraded_after_stop_s": round(min(degraded) - down_at, 2) if degraded else None,
             "last_degraded_after_restart_s": round(max(degraded) - up_at, 2) if degraded else None,
+            "answered_while_redis_was_down": tally.answered_between(down_at, up_at),
             "memory_before": before, "memory_after": memory_mib(proc)}
 
 

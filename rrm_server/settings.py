@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(default=256, ge=1, description="Work requests served at once.")
     max_queued_requests: int = Field(default=1024, ge=0, description="Work requests waiting beyond those; "
                                      "more get 429 with Retry-After.")
+    body_timeout: float = Field(default=30.0, gt=0, description="Seconds a client has to send its whole "
+                                "request body (408 after).")
     request_timeout: float | None = Field(default=None, gt=0, description="Per-request deadline in seconds "
                                           "(504, engine work aborted); unset: none.")
     drain_delay: float = Field(default=0, ge=0, description="On SIGTERM, seconds to keep serving with /ready "

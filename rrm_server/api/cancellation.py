@@ -8,6 +8,7 @@ cancelled requests). The body has already been read by then, so the next message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
@@ -37,9 +38,11 @@ def with_cancellation(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awa
         watch = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
             done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # a deadline or shutdown: stop the work, and see it stopped
             work.cancel()
             watch.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({work})  # its engine calls are aborted before we report the outcome
             raise
         if work in done:
             watch.cancel()

@@ -2,8 +2,8 @@
 
 In order: request id (``X-Request-ID`` accepted or generated, echoed back), API-key check
 (bearer, constant-time compare), body size limit (413), admission control for the work endpoints
-(a bounded queue; 429 with ``Retry-After`` when it is full), an optional per-request deadline (504),
-then metrics and a structured access-log line.
+(a bounded queue; 429 with ``Retry-After`` when it is full), the body read whole within a deadline
+(408), an optional per-request deadline (504), then metrics and a structured access-log line.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ KNOWN_PATHS = WORK_PATHS | OPEN_PATHS | {"/v1/judge/render", "/v1/models", "/v1/
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyTimeout(Exception):
     pass
 
 
@@ -86,7 +90,9 @@ class OpsMiddleware:
                 metrics.REJECTED.labels(reason="body_too_large").inc()
                 return await reply(413, "payload_too_large",
                                    f"request body is {length} bytes; the limit is {self.max_body}")
-            chunked = length is None and scope.get("method") in ("POST", "PUT", "PATCH")
+            # Every body is read here, whole, within --body-timeout: a client that announces more than
+            # it sends (or trickles it) gets a 408 instead of holding its slot for ever.
+            has_body = scope.get("method") in ("POST", "PUT", "PATCH")
             if path in WORK_PATHS and scope.get("method") == "POST":
                 if self.slots.locked() and self.waiting >= self.max_queue:
                     metrics.REJECTED.labels(reason="queue_full").inc()
@@ -102,18 +108,23 @@ class OpsMiddleware:
                 try:
                     # Bodies are read only once admitted: a flood of queued requests holds
                     # connections, not megabytes of buffered bodies.
-                    if chunked:
+                    if has_body:
                         receive = await self._buffered(receive)  # counted before the app sees it
                     await self._run(scope, receive, send_with_id, reply)
                 finally:
                     self.slots.release()
             else:
-                if chunked:
+                if has_body:
                     receive = await self._buffered(receive)
                 await self._run(scope, receive, send_with_id, reply)
         except _BodyTooLarge:
             metrics.REJECTED.labels(reason="body_too_large").inc()
             await reply(413, "payload_too_large", f"request body exceeds the limit of {self.max_body} bytes")
+        except _BodyTimeout:
+            metrics.REJECTED.labels(reason="body_timeout").inc()
+            await reply(408, "request_timeout", f"the request body did not arrive within "
+                        f"{self.settings.body_timeout:g} s (is Content-Length larger than the body?)",
+                        [(b"connection", b"close")])
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
@@ -152,11 +163,15 @@ class OpsMiddleware:
         return ok
 
     async def _buffered(self, receive: Receive) -> Receive:
-        """Read a body of unknown length up to the limit (raising past it), then replay it."""
+        """Read the body up to the limit and the deadline (raising past either), then replay it."""
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.settings.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise _BodyTimeout from None
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))

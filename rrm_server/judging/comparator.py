@@ -271,7 +271,8 @@ class EngineComparator:
         except EngineError as e:
             return Judgment(None, InvalidReason.engine_error, error=str(e))
         self._count(g)
-        parsed = parse_verdict(g.text, g.finish_reason, self.builder.opens_reasoning,
+        answer, closed = self._answer_text(g)
+        parsed = parse_verdict(answer, g.finish_reason, self.builder.opens_reasoning,
                                self.builder.reasoning_close_tag)
         j = Judgment(parsed.slot, parsed.reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text)
         vt = self.builder.verdict_tokens
@@ -290,13 +291,28 @@ class EngineComparator:
             j.probed = True
             while out_ids and self.builder.is_control(out_ids[-1]):  # the end-of-sequence token
                 out_ids.pop()
-            closed = self.builder.reasoning_close_tag in g.text
             cue = self.builder.verdict_cue_ids(reasoning_closed=closed) or []
             room = self.max_model_len - 1 - len(ids) - len(cue)
             p = await self._probe(f"{rid}-f", ids + out_ids[: max(0, room)] + cue, vt.slot_ids, request.affinity_key)
             if p is not None:
                 j.slot, j.reason, j.forced, j.p_slot1 = (1 if p >= 0.5 else 2), None, True, p
         return j
+
+    def _answer_text(self, g: Generation) -> tuple[str, bool]:
+        """The text the verdict parser reads, and whether the judge closed its reasoning.
+
+        With a tokenizer that has the end-of-reasoning marker as a token of its own, only that token
+        ends the reasoning: the same characters in plain tokens are text the judge copied (from a
+        response that spells ``</think>\boxed{Assistant 1}``, say), never its own marker."""
+        tag, close_id = self.builder.reasoning_close_tag, self.builder.reasoning_close_id
+        if close_id is None or not g.token_ids:
+            return g.text, bool(tag) and tag in g.text
+        ids = list(g.token_ids)
+        if close_id not in ids:
+            return g.text.replace(tag, ""), False
+        k = len(ids) - 1 - ids[::-1].index(close_id)
+        tail = self.builder.tokenizer.decode(ids[k + 1 :], skip_special_tokens=True)
+        return tag + tail.replace(tag, ""), True
 
     def _should_force(self, reason: InvalidReason | None) -> bool:
         if reason is InvalidReason.truncated:

@@ -31,7 +31,9 @@ class ParsedVerdict:
 
 
 BOXED = "\\boxed{"
-_ANSWER_RE = re.compile(r"\s*Assistant\s+([12])\s*")
+# ASCII whitespace only: Python's \s also matches NBSP, ideographic spaces and \x1c-\x1f, which only
+# look like "Assistant 1" (other spellings are malformed, never a slot).
+_ANSWER_RE = re.compile(r"\s*Assistant\s+([12])\s*", re.ASCII)
 
 
 def last_boxed_content(text: str) -> str | None:
@@ -100,8 +102,9 @@ class VerdictTokens:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> VerdictTokens | None:  # type: ignore[no-untyped-def]
-        one = tokenizer.encode("\\boxed{Assistant 1}", add_special_tokens=False)
-        two = tokenizer.encode("\\boxed{Assistant 2}", add_special_tokens=False)
+        # split_special_tokens as the prompt builder's calls (the flag is the tokenizer's shared state).
+        one = tokenizer.encode("\\boxed{Assistant 1}", add_special_tokens=False, split_special_tokens=True)
+        two = tokenizer.encode("\\boxed{Assistant 2}", add_special_tokens=False, split_special_tokens=True)
         k = next((i for i, (x, y) in enumerate(zip(one, two)) if x != y), None)
         if k is None or len(one) != len(two) or one[k + 1 :] != two[k + 1 :]:
             return None  # the digits do not sit in a token of their own: probabilities unavailable

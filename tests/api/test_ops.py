@@ -182,3 +182,27 @@ def test_queued_requests_hold_no_body(model_dir, tokenizer):
         waiting, busy, queued = asyncio.run(go())
         assert waiting == 1  # queued with its body still unread (before the fix: 0, stuck reading it)
         assert busy.status_code == 200 and queued.status_code == 200 and queued.json()["winner"] == 1
+
+
+def test_a_body_that_never_arrives_gets_408(model_dir, tokenizer):
+    """Content-Length larger than what is sent: the request must not hold its slot for ever."""
+    import socket
+
+    with service(model_dir, tokenizer, body_timeout=0.5) as (url, engine):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"POST /v1/judge/pairwise HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                      b"content-length: 100\r\n\r\n{\"query\": ")
+            raw = b""
+            while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), raw
+        err = json.loads(body)["error"]
+        assert err["type"] == "request_timeout" and err["code"] == 408 and "Content-Length" in err["message"]
+        assert value(scrape(url), "rrm_requests_rejected_total", reason="body_timeout") == 1
+        assert engine.calls == []
+        assert httpx.post(f"{url}/v1/judge/pairwise", json=OK, timeout=30).status_code == 200

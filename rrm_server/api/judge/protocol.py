@@ -8,18 +8,33 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 
-def _not_blank(v: str) -> str:
-    if not v.strip():
-        raise ValueError("must not be empty or whitespace only")
+def unicode_text(v: str) -> str:
+    """JSON can escape a lone surrogate ("\\ud800"): valid JSON, but no character, so no UTF-8 and no
+    tokens. Reject it here, naming the field, rather than fail in the tokenizer or a hash."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"contains a lone surrogate (U+{ord(v[e.start]):04X} at character {e.start}), "
+                         "which is not text; send valid Unicode") from None
     return v
 
 
-Text = Annotated[StrictStr, AfterValidator(_not_blank)]
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty or whitespace only")
+    return unicode_text(v)
+
+
+# The schema says what the validator enforces: at least one non-whitespace character.
+Text = Annotated[StrictStr, AfterValidator(_not_blank),
+                 Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})]
 MAX_SEED = 2**63 - 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict types too: the schema says boolean or integer, so "cache": 0, "votes": "3" or "seed": true
+    # are refused rather than coerced (an integer is still a number: "temperature": 1).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SamplingFields(_Strict):

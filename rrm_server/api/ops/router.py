@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from rrm_server.api.deps import get_runtime
 from rrm_server.api.errors import ErrorResponse, error_response
@@ -18,7 +19,38 @@ router = APIRouter(tags=["ops"])
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-@router.get("/health", responses={503: {"model": ErrorResponse}})
+# Response bodies, for the OpenAPI schema (the routes build their JSON themselves).
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    model: str
+    engine: dict[str, int]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    owned_by: str
+    root: str
+    max_model_len: int
+    prompt_version: str
+    fingerprint: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class CacheCleared(BaseModel):
+    deleted: int
+    backend: str
+
+
+@router.get("/health", response_model=HealthOut, responses={503: {"model": ErrorResponse}})
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """Alive. 503 only when start-up failed for good, so a supervisor restarts the process."""
     if runtime.error:
@@ -30,7 +62,7 @@ def _failure(runtime: Runtime) -> str:
     return runtime.error if runtime.error_type == "engine_failed" else f"the judge failed to start: {runtime.error}"
 
 
-@router.get("/ready", responses={503: {"model": ErrorResponse}})
+@router.get("/ready", response_model=ReadyOut, responses={503: {"model": ErrorResponse}})
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     """200 once the engine is loaded and healthy; 503 before and whenever it is not."""
     metrics.ENGINE_READY.set(0)
@@ -41,12 +73,14 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     if runtime.restarting:
         return error_response(503, "engine_unavailable", "the judge engine died and is restarting "
                               f"(restart {len(runtime.restarts)} of {runtime.settings.engine_max_restarts} allowed)")
-    if not runtime.ready:
+    if runtime.serving is None:
         return error_response(503, "not_ready", "the judge engine is loading")
     try:
         await runtime.engine.check_health()
-    except EngineUnavailable as e:
+    except EngineUnavailable as e:  # e.g. no healthy replica left in the pool
         return error_response(503, "engine_unavailable", str(e))
+    if not runtime.ready:
+        return error_response(503, "not_ready", "the judge engine is not ready")
     metrics.ENGINE_READY.set(1)
     return JSONResponse({"status": "ready", "model": runtime.serving.model.name,  # type: ignore[union-attr]
                          "engine": runtime.engine.stats()})
@@ -60,7 +94,7 @@ async def prometheus_metrics(runtime: RuntimeDep) -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList)
 async def models(runtime: RuntimeDep) -> JSONResponse:
     """OpenAI-style model list (empty while loading)."""
     data = []
@@ -73,12 +107,13 @@ async def models(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.delete("/v1/cache", responses={503: {"model": ErrorResponse}})
+@router.delete("/v1/cache", response_model=CacheCleared, responses={503: {"model": ErrorResponse}})
 async def clear_cache(runtime: RuntimeDep) -> JSONResponse:
     """Delete this service's cached votes (Redis: a SCAN over its key prefix, never FLUSHALL)."""
     try:
         deleted = await runtime.cache.clear()
     except CacheUnavailable as e:
         return error_response(503, "cache_unavailable", f"the cache could not be cleared: {e}")
-    backend = runtime.cache.backend.name if runtime.cache.backend else "off"
+    # `is not None`: an emptied in-memory backend has len() 0, which is falsy.
+    backend = runtime.cache.backend.name if runtime.cache.backend is not None else "off"
     return JSONResponse({"deleted": deleted, "backend": backend})

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rrm_server.api.judge.protocol import SamplingFields, Text, UsageOut
+from rrm_server.api.judge.protocol import SamplingFields, Text, UsageOut, unicode_text
+
+# OpenRLHF may send empty strings (an empty response); only text that cannot be encoded is refused.
+_Str = Annotated[str, AfterValidator(unicode_text)]
+# Any JSON; a string is a reference answer the judge reads, so it must be text.
+_Label = Annotated[Any, AfterValidator(lambda v: unicode_text(v) if isinstance(v, str) else v)]
 
 
 class RewardGroup(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as the judge's requests
     query: Text
     responses: list[Text] = Field(min_length=1)
     method: Literal["elo", "knockout"] = "elo"
@@ -44,9 +49,10 @@ class GetRewardRequest(BaseModel):
     """OpenRLHF's remote reward request (unknown extra fields are ignored for forward compatibility)."""
 
     model_config = ConfigDict(extra="ignore")
-    query: list[str] = Field(min_length=1, description="Prompt + response, decoded with the chat tokens.")
-    prompts: list[str] = Field(description="The prompt of each query (its prefix).")
-    labels: list[Any] | None = Field(None, description="Per sample; the reference answer in reference mode.")
+    query: list[_Str] = Field(min_length=1, description="Prompt + response, decoded with the chat tokens.")
+    prompts: list[_Str] = Field(description="The prompt of each query (its prefix).")
+    labels: list[_Label] | None = Field(None, description="Per sample; the reference answer in reference "
+                                        "mode.")
     mode: Literal["reference", "group"] | None = Field(None, description="Overrides the server's reward mode.")
 
 

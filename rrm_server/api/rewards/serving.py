@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Awaitable, Iterable, TypeVar
 
 from rrm_server.api.judge.protocol import PairwiseRequest, RankRequest, SamplingFields
 from rrm_server.api.judge.serving import JudgeServing, usage_out
@@ -22,6 +23,8 @@ from rrm_server.rewards.scoring import NEUTRAL_SCORE, knockout_group_scores, rew
 from rrm_server.rewards.templates import prompt_to_text, response_to_text, split_query
 from rrm_server.settings import Settings
 
+T = TypeVar("T")
+
 _SAMPLING = set(SamplingFields.model_fields)
 
 
@@ -39,7 +42,7 @@ class RewardServing:
             if len(g.responses) > self.settings.max_responses:
                 raise InvalidRequest(f"groups[{i}] has {len(g.responses)} responses; the limit is "
                                      f"{self.settings.max_responses}", f"groups.{i}.responses")
-        results = await asyncio.gather(*(self._group(g, sampling, req.model) for g in req.groups))
+        results = await _all(self._group(g, sampling, req.model) for g in req.groups)
         return RewardsResponse(id=f"rewards-{uuid.uuid4().hex}", model=self.judge.model.name, groups=list(results))
 
     async def _group(self, g: RewardGroup, sampling: dict, model: str | None) -> GroupRewards:
@@ -82,8 +85,8 @@ class RewardServing:
                 if not isinstance(label, str) or not label.strip():
                     raise InvalidRequest(f"labels[{i}] must be a non-empty reference answer (a string)",
                                          f"labels.{i}")
-            results = await asyncio.gather(*(self._against_reference(q, r, label)
-                                             for (_, q, r), label in zip(samples, req.labels)))
+            results = await _all(self._against_reference(q, r, label)
+                                 for (_, q, r), label in zip(samples, req.labels))
         else:
             results = await asyncio.gather(*(self.groups.submit(key, q, r) for key, q, r in samples))
         return GetRewardResponse(
@@ -129,3 +132,14 @@ def group_scores(n: int, res) -> list[float | None]:  # type: ignore[no-untyped-
         decided = any(m.tally.first + m.tally.second for m in res.matches)
         return list(knockout_group_scores(res.scores)) if decided else [None] * n
     return round_robin_scores(n, [(m.pair[0], m.pair[1], m.tally.first, m.tally.second) for m in res.matches])
+
+
+async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; the first failure cancels the rest (a request that fails must not leave
+    engine work running for nobody) and is raised as itself, so it keeps its status code."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(c) for c in coros]  # type: ignore[arg-type]
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+    return [t.result() for t in tasks]
