@@ -317,17 +317,17 @@ def main(argv: list[str] | None = None) -> int:
                     fn = {"redis_restart": lambda: redis_restart(url, proc, redis),
                           "disconnects": lambda: disconnects(url, proc),
                           "engine_kill": lambda: engine_kill(url, proc)}[case]
-                    result[case] = asyncio.run(fn())
+                    result[case] = {"date": machine()["date"], **asyncio.run(fn())}
                     print(json.dumps(result[case]), flush=True)
     if "overload" in args.only:
         limits = (8, 64)
         with server_process("--max-concurrent-requests", str(limits[0]), "--max-queued-requests", str(limits[1]),
                             log=log_dir / "overload.log", env={"RRM_CACHE_ENABLED": "false"}) as (url, proc):
             print("[reliability] overload ...", flush=True)
-            result["overload"] = asyncio.run(overload(url, proc, args.flood, limits))
+            result["overload"] = {"date": machine()["date"], **asyncio.run(overload(url, proc, args.flood, limits))}
             print(json.dumps(result["overload"]), flush=True)
     out = RESULTS / "reliability.json"
-    if out.exists() and set(args.only) != set(CASES):  # keep the cases not re-run
+    if out.exists() and set(args.only) != set(CASES):  # keep the cases not re-run (each has its date)
         result = {**json.loads(out.read_text()), **result}
     print(f"wrote {write_result('reliability', result)}; server logs in {log_dir}")
     return 0

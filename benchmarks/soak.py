@@ -147,14 +147,15 @@ class Soak:
                              "unexpected_so_far": len(self.unexpected)})
 
 
-async def run(url: str, proc: Any, minutes: float, clients: int, window: float, seed: int) -> dict:
+async def run(url: str, proc: Any, minutes: float, clients: int, window: float, seed: int,
+              warmup: float = WARMUP_S) -> dict:
     soak = Soak(url, seed)
     stop = asyncio.Event()
     started = time.monotonic()
     start_memory = memory_mib(proc)
     tasks = [asyncio.create_task(soak.client(stop)) for _ in range(clients)]
     tasks.append(asyncio.create_task(soak.canary(stop, 5.0, started)))
-    while (t := time.monotonic() - started) < minutes * 60:
+    while time.monotonic() - started < minutes * 60:
         await asyncio.sleep(window)
         soak.close_window(time.monotonic() - started, await asyncio.to_thread(memory_mib, proc))
         w = soak.windows[-1]
@@ -163,9 +164,9 @@ async def run(url: str, proc: Any, minutes: float, clients: int, window: float, 
               f"unexpected {w['unexpected_so_far']}", flush=True)
     stop.set()
     await asyncio.gather(*tasks)
-    warm = [w for w in soak.windows if w["t_s"] >= WARMUP_S] or soak.windows
+    warm = [w for w in soak.windows if w["t_s"] >= warmup] or soak.windows
     growth = warm[-1]["api_mib"] - warm[0]["api_mib"]
-    canaries = [lat for t, lat in soak.canary_seconds if t >= WARMUP_S]
+    canaries = [lat for t, lat in soak.canary_seconds if t >= warmup] or [lat for _, lat in soak.canary_seconds]
     third = max(1, len(canaries) // 3)
     first, last = percentile(canaries[:third], 0.5), percentile(canaries[-third:], 0.5)
     drift = last / first
@@ -190,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--window", type=float, default=30, help="seconds per sample")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before memory and latency count")
     args = ap.parse_args(argv)
     prefix = f"rrm-soak-{uuid.uuid4().hex[:6]}:"
     log = Path(tempfile.mkdtemp(prefix="rrm-soak-")) / "server.log"
     env = {"RRM_CACHE_URL": "redis://127.0.0.1:6379/0", "RRM_CACHE_PREFIX": prefix}
     try:
         with server_process("--max-votes", "8", env=env, log=log) as (url, proc):
-            result = asyncio.run(run(url, proc, args.minutes, args.clients, args.window, args.seed))
+            result = asyncio.run(run(url, proc, args.minutes, args.clients, args.window, args.seed, args.warmup))
     finally:
         import redis
 

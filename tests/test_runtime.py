@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ import httpx
 from rrm_server.api.app import build_app
 from rrm_server.engine import EngineUnavailable
 from rrm_server.settings import Settings
+from tests.support import drain_server
 from tests.support.engines import ScriptedEngine, Shown, prefer
 from tests.support.server import free_port, serve_in_thread
 
@@ -119,20 +118,8 @@ def test_exit_policy_stops_the_server_with_a_failure_status(model_dir):
     """The real serving loop: --engine-on-failure exit ends the process with status 3."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.drain_server", str(model_dir), str(port), "0",
-                             "exit"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = drain_server.start(model_dir, port, 0, "exit")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "test server never became ready"
-            time.sleep(0.1)
         r = httpx.post(f"{url}/v1/judge/pairwise", json={**PAIR, "query": "crash"}, timeout=30)
         assert r.status_code == 503 and r.json()["error"]["type"] == "engine_unavailable"
         assert proc.wait(timeout=60) == 3

@@ -8,7 +8,6 @@ import time
 import uuid
 
 import httpx
-import pytest
 import redis
 
 from rrm_server.api.app import build_app

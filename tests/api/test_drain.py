@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from tests.support import drain_server
 from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,20 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sigterm_drains_in_flight_work_and_turns_ready_off_first(model_dir):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.drain_server", str(model_dir), str(port), "3"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = drain_server.start(model_dir, port, 3)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "drain test server never became ready"
-            time.sleep(0.1)
-
         result: dict[str, httpx.Response] = {}
         body = {"query": "Pick one.", "responses": ["A long answer.", "Short."], "votes": 1}
         worker = threading.Thread(target=lambda: result.setdefault(

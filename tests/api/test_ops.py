@@ -9,7 +9,6 @@ import json
 import logging
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rrm_server.api.app import build_app

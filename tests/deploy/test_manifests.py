@@ -85,7 +85,7 @@ def test_compose_files_are_valid_and_wired(name):
     assert set(k for k in env if k.startswith("RRM_")) <= settings_env_names()
     assert env["RRM_ENGINE"] == "openai"
     host, port = re.fullmatch(r"http://([\w-]+):(\d+)", env["RRM_ENGINE_URL"]).groups()
-    assert host in services and f"--port" in services[host]["command"]
+    assert host in services and "--port" in services[host]["command"]
     assert services[host]["command"][services[host]["command"].index("--port") + 1] == port
     assert env["RRM_CACHE_URL"].startswith("redis://redis:")
     assert "--enable-prefix-caching" in services["vllm"]["command"]

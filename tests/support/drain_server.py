@@ -4,7 +4,12 @@ takes DELAY s per vote. A query of ``crash`` makes the scripted engine crash (as
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+import httpx
 
 from transformers import AutoTokenizer
 
@@ -14,6 +19,26 @@ from rrm_server.engine import EngineUnavailable
 from rrm_server.ops.logging import configure_logging
 from rrm_server.settings import Settings
 from tests.support.engines import ScriptedEngine, Shown, prefer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(model_dir: object, port: int, delay: float, on_failure: str = "restart") -> subprocess.Popen:
+    """Run this module in its own process (and session) and wait until its /ready is 200."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.drain_server", str(model_dir), str(port),
+                             str(delay), on_failure], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "test server never became ready"
+        time.sleep(0.1)
+
 
 if __name__ == "__main__":
     model_dir, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
