@@ -52,7 +52,8 @@ class CacheCleared(BaseModel):
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": ErrorResponse}})
 async def health(runtime: RuntimeDep) -> JSONResponse:
-    """Alive. 503 only when start-up failed for good, so a supervisor restarts the process."""
+    """Alive. 503 only when start-up failed, or the engine died past its restart budget: for good,
+    so a supervisor restarts the process."""
     if runtime.error:
         return error_response(503, runtime.error_type, _failure(runtime))
     return JSONResponse({"status": "ok"})
