@@ -38,10 +38,19 @@ class RewardServing:
     # -- /v1/rewards ----------------------------------------------------------------------------
     async def rewards(self, req: RewardsRequest) -> RewardsResponse:
         sampling = req.model_dump(include=_SAMPLING)
-        for i, g in enumerate(req.groups):  # validate every group before any engine work
+        limit = self.settings.max_text_chars
+        # Validate every group before any engine work (groups run concurrently: a later group's error
+        # would leave earlier groups' work running for nothing), naming the group's own field.
+        for i, g in enumerate(req.groups):
             if len(g.responses) > self.settings.max_responses:
                 raise InvalidRequest(f"groups[{i}] has {len(g.responses)} responses; the limit is "
                                      f"{self.settings.max_responses}", f"groups.{i}.responses")
+            texts = [("query", "query", g.query), *((f"responses[{j}]", f"responses.{j}", r)
+                                                    for j, r in enumerate(g.responses))]
+            for name, param, text in texts:
+                if len(text) > limit:
+                    raise InvalidRequest(f"groups[{i}].{name} is {len(text)} characters; the limit is {limit}",
+                                         f"groups.{i}.{param}")
         results = await _all(self._group(g, sampling, req.model) for g in req.groups)
         return RewardsResponse(id=f"rewards-{uuid.uuid4().hex}", model=self.judge.model.name, groups=list(results))
 
@@ -70,13 +79,28 @@ class RewardServing:
         if req.labels is not None and len(req.labels) != n:
             raise InvalidRequest(f"labels has {len(req.labels)} items but query has {n}; they must align", "labels")
         tmpl = self.settings.reward_template
+        limit = self.settings.max_text_chars
+        # Every sample is checked, naming this request's own fields, before any joins work: the texts
+        # the judge reads are derived (template stripped), so the judge's own checks would name fields
+        # this request does not have, or, in group mode, fail every sibling's ranking.
         samples = []
         for i, (q, p) in enumerate(zip(req.query, req.prompts)):
+            question = prompt_to_text(p, tmpl)
+            if not question.strip():
+                raise InvalidRequest(f"prompts[{i}] has no question for the judge (empty, or only chat-template "
+                                     "tokens)", f"prompts.{i}")
+            if len(question) > limit:
+                raise InvalidRequest(f"the question of prompts[{i}] is {len(question)} characters; the limit is "
+                                     f"{limit}", f"prompts.{i}")
             response = split_query(q, p)
             if response is None:
                 raise InvalidRequest(f"query[{i}] does not start with prompts[{i}]: the response is recovered "
                                      "as query minus its prompt prefix", f"query.{i}")
-            samples.append((p, prompt_to_text(p, tmpl), response_to_text(response, tmpl)))
+            text = response_to_text(response, tmpl)
+            if len(text) > limit:
+                raise InvalidRequest(f"the response in query[{i}] is {len(text)} characters; the limit is "
+                                     f"{limit}", f"query.{i}")
+            samples.append((p, question, text))
         mode = req.mode or self.settings.reward_mode
         if mode == "reference":
             if req.labels is None:
@@ -84,6 +108,9 @@ class RewardServing:
             for i, label in enumerate(req.labels):
                 if not isinstance(label, str) or not label.strip():
                     raise InvalidRequest(f"labels[{i}] must be a non-empty reference answer (a string)",
+                                         f"labels.{i}")
+                if len(label) > limit:
+                    raise InvalidRequest(f"labels[{i}] is {len(label)} characters; the limit is {limit}",
                                          f"labels.{i}")
             results = await _all(self._against_reference(q, r, label)
                                  for (_, q, r), label in zip(samples, req.labels))
