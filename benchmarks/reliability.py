@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,9 @@ from typing import Any, Iterator
 import httpx
 import psutil
 
-from benchmarks._common import RESULTS, free_port, machine, percentile, server_process, wait_ready, write_result
+from benchmarks._common import RESULTS, machine, percentile, server_process, wait_ready, write_result
+# The tests' own redis-server launcher (free port, no persistence, stop and restart at will).
+from tests.support.redis_server import RedisProcess
 
 CASES = ("engine_kill", "redis_restart", "disconnects", "overload")
 # Every generation runs to max_tokens, so work is surely in flight when a fault hits.
@@ -135,7 +136,7 @@ async def engine_kill(url: str, proc: subprocess.Popen) -> dict:
             "memory_before": before, "memory_after": memory_mib(proc)}
 
 
-async def redis_restart(url: str, proc: subprocess.Popen, redis: "RedisServer", seconds: float = 30) -> dict:
+async def redis_restart(url: str, proc: subprocess.Popen, redis: RedisProcess, seconds: float = 30) -> dict:
     before = memory_mib(proc)
     tally = Tally()
     degraded: list[float] = []  # when responses said the cache was degraded
@@ -256,41 +257,9 @@ async def overload(url: str, proc: subprocess.Popen, flood: int, limits: tuple[i
 
 
 # -- plumbing -----------------------------------------------------------------------------------
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is needed"
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(port=self.port).ping():
-                    return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @contextlib.contextmanager
-def own_redis() -> Iterator[RedisServer]:
-    r = RedisServer()
+def own_redis() -> Iterator[RedisProcess]:
+    r = RedisProcess()
     r.start()
     try:
         yield r

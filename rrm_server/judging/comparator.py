@@ -13,11 +13,8 @@ from rrm_server.engine.base import EngineClient, EngineError, EngineUnavailable,
 from rrm_server.judging.policy import VotePolicy, majority_confidence
 from rrm_server.ops import metrics
 from rrm_server.judging.votes import OrderMode, Outcome, Tally, Vote, VoteSpec, outcome_from_slot, plan_votes, tally
-from rrm_server.prompt.template import PromptBuilder
+from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
 from rrm_server.prompt.verdict import InvalidReason, parse_verdict, slot1_probability
-
-# Prompts longer than this (characters of caller text) are tokenized off the event loop.
-PROMPT_INLINE_CHARS = 20_000
 
 # Log probabilities read at a verdict: both digits are within the top 20 for any judge worth the name.
 PROBE_TOP_K = 20
@@ -235,9 +232,7 @@ class EngineComparator:
         ids = self._prompts.get((first, second))
         if ids is None:
             q, a, b = self.query, self.responses[first], self.responses[second]
-            if len(q) + len(a) + len(b) > PROMPT_INLINE_CHARS:
-                # Long texts tokenize in a worker thread (the tokenizer releases the GIL): one
-                # request with long responses must not stall the event loop for everyone else.
+            if len(q) + len(a) + len(b) > TOKENIZE_INLINE_CHARS:
                 ids = asyncio.ensure_future(asyncio.to_thread(self.builder.build_ids, q, a, b))
             else:
                 ids = self.builder.build_ids(q, a, b)

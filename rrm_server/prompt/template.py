@@ -20,6 +20,9 @@ from typing import Any, Protocol, Sequence
 from rrm_server.prompt.verdict import VerdictTokens
 
 FIELDS = ("question", "answer1", "answer2")
+# Tokenizing more caller text than this (characters) goes to a worker thread: the tokenizer releases
+# the GIL, so one request with long texts does not stall the event loop for everyone else.
+TOKENIZE_INLINE_CHARS = 20_000
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,10 @@ from rrm_server.judging.comparator import EngineComparator, JudgmentCodec, Match
 from rrm_server.judging.strategies import RankOutcome, StrategyOptions, get_strategy
 from rrm_server.judging.votes import Outcome, Tally, Vote
 from rrm_server.ops import metrics
-from rrm_server.prompt.template import PromptBuilder
+from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
 from rrm_server.settings import Settings
 
 
-# Above this many characters in a request, tokenizing for the length check moves off the event loop.
-TOKENIZE_INLINE_CHARS = 20_000
 # A field can tokenize to a few more tokens than its bytes at its boundaries (prefix markers).
 FIELD_SLACK_TOKENS = 8
 
