@@ -51,6 +51,6 @@ class LocalJudge:
         req = RankRequest(query=query, responses=list(responses), method=method, **fields)  # type: ignore[arg-type]
         return await self.runtime.require_serving().rank(req)
 
-    def render(self, query: str, responses: Sequence[str], order: str = "fixed") -> RenderResponse:
-        req = RenderRequest(query=query, responses=list(responses), order=order)  # type: ignore[arg-type]
-        return self.runtime.require_serving().render(req)
+    async def render(self, query: str, responses: Sequence[str], order: str = "fixed", **fields: Any) -> RenderResponse:
+        req = RenderRequest(query=query, responses=list(responses), order=order, **fields)  # type: ignore[arg-type]
+        return await self.runtime.require_serving().render(req)

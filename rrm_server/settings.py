@@ -124,6 +124,19 @@ class Settings(BaseSettings):
     model_fingerprint: str | None = Field(default=None, description="Override the weights fingerprint "
                                           "in cache keys (unset: derived from the model files).")
 
+    # --- what the judge reads ---------------------------------------------------------------
+    strip_reasoning: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Default per request: remove a response's reasoning block before judging "
+        "(auto: when it has one; on: every response is a reasoning policy's, so one without the closing tag "
+        "has no answer; off: judge the whole text). A block that never closes leaves no answer.")
+    response_reasoning_tags: str = Field(default="<think>,</think>", description="Opening and closing tag of "
+                                         "a policy's reasoning block, comma-separated.")
+    max_response_tokens: int | None = Field(default=None, ge=1, description="Default per request: judge only "
+                                            "the last N tokens of each response; unset: all of it.")
+    verdict_parser: Literal["lenient", "official"] = Field(
+        default="lenient", description="Default per request. official: the RRM evaluation code's exact "
+        "semantics; lenient: the judge's own </think> token, whitespace-tolerant (see docs/design.md).")
+
     # --- RL rewards (/get_reward, /v1/rewards) -----------------------------------------------
     reward_mode: Literal["reference", "group"] = Field(
         default="reference", description="/get_reward: judge each sample against labels[i] (reference) or "
@@ -131,6 +144,11 @@ class Settings(BaseSettings):
     reward_method: Literal["elo", "knockout"] = "elo"
     reward_votes: int = Field(default=2, ge=1, description="/get_reward votes per comparison (reference mode "
                               "splits them over both orders).")
+    reward_opponents: int | None = Field(default=None, ge=1, description="Group mode with ELO: each sample "
+                                         "meets this many others (sparse tournament); unset: all of them.")
+    empty_response_reward: float = Field(default=-1.0, ge=-1.0, le=1.0, description="Reward of a degenerate "
+                                         "response (empty, or reasoning that never closes), never above the "
+                                         "lowest judged reward of its group; scored without an engine call.")
     reward_template: Literal["auto", "chatml", "llama3", "none"] = Field(
         default="auto", description="Chat template of the policy's prompts, stripped before judging.")
     reward_group_size: int = Field(default=8, ge=2, description="Group mode: samples per prompt to wait for "
@@ -152,7 +170,15 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        self.reasoning_tags  # noqa: B018 (validates the pair)
         return self
+
+    @property
+    def reasoning_tags(self) -> tuple[str, str]:
+        tags = tuple(t.strip() for t in self.response_reasoning_tags.split(","))
+        if len(tags) != 2 or not all(tags):
+            raise ValueError("response_reasoning_tags must be two non-empty tags, e.g. '<think>,</think>'")
+        return tags  # type: ignore[return-value]
 
     # --- derived -----------------------------------------------------------------------------
     @property

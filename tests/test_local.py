@@ -21,7 +21,7 @@ async def test_local_judge(model_dir, tokenizer):
         assert pw.usage.votes_saved == 1 and pw.confidence == 0.875
         rk = await judge.rank("q", ["a", "bbbb", "cc"], method="knockout", seed=2)
         assert rk.best == 1 and rk.ranking[0] == 1
-        assert judge.render("q", ["a", "b"]).num_prompt_tokens > 100
+        assert (await judge.render("q", ["a", "b"])).num_prompt_tokens > 100
         with pytest.raises(InvalidRequest, match="maximum of 4"):
             await judge.pairwise("q", ["a", "b"], votes=5)
         with pytest.raises(pydantic.ValidationError):

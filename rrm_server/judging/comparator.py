@@ -12,14 +12,22 @@ from rrm_server.cache.store import CacheStats, Job, VoteCache
 from rrm_server.engine.base import EngineClient, EngineError, EngineUnavailable, Generation, GenerationRequest
 from rrm_server.judging.policy import VotePolicy, majority_confidence
 from rrm_server.ops import metrics
-from rrm_server.judging.votes import OrderMode, Outcome, Tally, Vote, VoteSpec, outcome_from_slot, plan_votes, tally
+from rrm_server.judging.votes import (
+    OrderMode, Outcome, Tally, Vote, VoteSpec, decide, outcome_from_slot, plan_votes, tally,
+)
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
-from rrm_server.prompt.verdict import InvalidReason, parse_verdict, slot1_probability
+from rrm_server.prompt.verdict import (
+    InvalidReason, VerdictParser, parse_verdict, parse_verdict_official, slot1_probability,
+)
 
 # Log probabilities read at a verdict: both digits are within the top 20 for any judge worth the name.
 PROBE_TOP_K = 20
 
-DecidedBy = Literal["majority", "tiebreak", "draw", "no_result"]
+# majority: valid votes (balanced over both orders with order=both); probability: the mean over both
+# orders of p(first better); tiebreak: knockout's seeded coin on a tie; coin: ELO's seeded coin for a
+# match without a valid vote (invalid_matches=coin, the official script's random winner); forfeit: a
+# degenerate answer (empty, or reasoning that never closes) lost without a judgment.
+DecidedBy = Literal["majority", "probability", "tiebreak", "draw", "no_result", "coin", "forfeit"]
 
 
 @dataclass(frozen=True)
@@ -103,15 +111,15 @@ class MatchResult:
     winner: int | None  # a, b, or None (tied / all invalid) before any strategy rule
     round: int | None = None
     decided_by: DecidedBy = "majority"
+    position_consistent: bool | None = None  # both orders picked the same response (None: not both shown)
+    p_first: float | None = None  # p(a better): mean over votes, or over orders when debiased
 
     @property
     def confidence(self) -> float:
+        """From the vote counts; a match whose two orders disagree is a coin flip, whatever the counts."""
+        if self.position_consistent is False:
+            return 0.5
         return majority_confidence(self.tally.first, self.tally.second)
-
-    @property
-    def p_first(self) -> float | None:
-        ps = [v.p_first for v in self.votes if v.p_first is not None]
-        return sum(ps) / len(ps) if ps else None
 
 
 class Comparator(Protocol):
@@ -129,10 +137,10 @@ def counts(votes: Sequence[Vote]) -> tuple[int, int]:
     return (sum(v.outcome is Outcome.first for v in votes), sum(v.outcome is Outcome.second for v in votes))
 
 
-def match_from_votes(a: int, b: int, votes: list[Vote]) -> MatchResult:
-    t = tally(votes)
-    w = t.winner
-    return MatchResult(a=a, b=b, votes=votes, tally=t, winner=None if w is None else (a, b)[w])
+def match_from_votes(a: int, b: int, votes: list[Vote], debias: bool = False) -> MatchResult:
+    d = decide(votes, debias)
+    return MatchResult(a=a, b=b, votes=votes, tally=tally(votes), winner=None if d.winner is None else (a, b)[d.winner],
+                       decided_by=d.by, position_consistent=d.position_consistent, p_first=d.p_first)
 
 
 @dataclass
@@ -162,6 +170,7 @@ class EngineComparator:
     rescue_invalid: bool = False  # also force verdicts of outputs that ended without a valid one
     budget_engine_calls: int | None = None  # caps on what adaptive top-ups may bring the request to
     budget_tokens: int | None = None
+    verdict_parser: VerdictParser = "lenient"
     usage: Usage = field(default_factory=Usage)
 
     _committed: int = 0  # votes drawn or reserved so far (for the adaptive budget)
@@ -176,11 +185,21 @@ class EngineComparator:
         votes (same seeds, same orders) that drawing them all would give."""
         policy = VotePolicy(votes, self.early_stop, self.min_votes, self.confidence)
         drawn: list[Vote] = []
-        while wave := policy.next_wave(*counts(drawn), len(drawn)):
+        while wave := self._pairs(policy.next_wave(*counts(drawn), len(drawn)), len(drawn), votes):
             self._committed += wave
             drawn += await self._draw(a, b, len(drawn), wave)
         self.usage.votes_saved += votes - len(drawn)
-        return match_from_votes(a, b, drawn)
+        return match_from_votes(a, b, drawn, self.debias)
+
+    @property
+    def debias(self) -> bool:
+        return self.order == "both"
+
+    def _pairs(self, wave: int, used: int, limit: int) -> int:
+        """With both orders, votes come in swapped pairs: a wave never leaves a pair half drawn."""
+        if self.debias and (used + wave) % 2 == 1 and used + wave < limit:
+            return wave + 1
+        return wave
 
     async def extend(self, match: MatchResult, max_votes: int, target_confidence: float,
                      reserve: int = 0) -> MatchResult:
@@ -190,13 +209,15 @@ class EngineComparator:
         policy = VotePolicy(max_votes, True, min_votes=1, confidence=target_confidence)
         drawn = list(match.votes)
         while True:
-            wave = policy.next_wave(*counts(drawn), len(drawn))
+            wave = self._pairs(policy.next_wave(*counts(drawn), len(drawn)), len(drawn), max_votes)
+            if not wave and match_from_votes(match.a, match.b, drawn, self.debias).position_consistent is False:
+                wave = min(2, max_votes - len(drawn))  # the counts look settled, but the orders disagree
             if not wave or not self._budget_allows(wave, reserve):
                 break
             new = await self._draw(match.a, match.b, len(drawn), wave)
             drawn += new
             self.usage.votes_extra += len(new)
-        extended = match_from_votes(match.a, match.b, drawn)
+        extended = match_from_votes(match.a, match.b, drawn, self.debias)
         extended.round = match.round
         return extended
 
@@ -267,8 +288,11 @@ class EngineComparator:
             return Judgment(None, InvalidReason.engine_error, error=str(e))
         self._count(g)
         answer, closed = self._answer_text(g)
-        parsed = parse_verdict(answer, g.finish_reason, self.builder.opens_reasoning,
-                               self.builder.reasoning_close_tag)
+        if self.verdict_parser == "official":
+            parsed = parse_verdict_official(g.text, g.finish_reason)
+        else:
+            parsed = parse_verdict(answer, g.finish_reason, self.builder.opens_reasoning,
+                                   self.builder.reasoning_close_tag)
         j = Judgment(parsed.slot, parsed.reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text)
         vt = self.builder.verdict_tokens
         if vt is None or not g.token_ids:

@@ -134,3 +134,55 @@ def tally(votes: Iterable[Vote]) -> Tally:
 def majority(outcomes: Sequence[Outcome]) -> int | None:
     """Winner (0/1) of a list of outcomes, None when tied or all invalid."""
     return tally(Vote(i, 0, False, o) for i, o in enumerate(outcomes)).winner
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A match's verdict from its votes."""
+
+    winner: int | None  # 0: the pair's first response, 1: its second, None: tied or no valid vote
+    by: Literal["majority", "probability"]
+    position_consistent: bool | None  # each order picked the same response; None: an order has no vote
+    p_first: float | None  # p(the pair's first response is better), averaged (over orders when debiased)
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _pick(share: float | None) -> int | None:
+    if share is None or share == 0.5:
+        return None
+    return 0 if share > 0.5 else 1
+
+
+def decide(votes: Sequence[Vote], debias: bool = False) -> Decision:
+    """The winner of a match.
+
+    Plain: the majority of valid votes, ``p_first`` their mean probability. Debiased (both orders
+    shown): each presentation order weighs the same, whatever its number of valid votes, so a judge
+    that always answers "Assistant 1" produces a tie, not a winner: with probabilities in both
+    orders the winner is the side of 1/2 of the mean over orders of p(first better); otherwise of
+    the mean over orders of the first response's vote share. An order without valid votes cannot
+    be balanced: the plain rule decides then.
+    """
+    t = tally(votes)
+    by_order: dict[bool, list[Vote]] = {False: [], True: []}
+    for v in votes:
+        if v.outcome is not Outcome.invalid:
+            by_order[v.swapped].append(v)
+    shares = [_mean([1.0 if v.outcome is Outcome.first else 0.0 for v in by_order[o]]) for o in (False, True)]
+    probs = [_mean([v.p_first for v in by_order[o] if v.p_first is not None]) for o in (False, True)]
+    both_orders = all(s is not None for s in shares)
+    consistent = None
+    if both_orders:
+        picks = [_pick(p) if p is not None else _pick(s) for p, s in zip(probs, shares)]
+        consistent = picks[0] is not None and picks[0] == picks[1]
+    plain_p = _mean([v.p_first for v in votes if v.p_first is not None])
+    if debias and both_orders:
+        if all(p is not None for p in probs):
+            p = (probs[0] + probs[1]) / 2  # type: ignore[operator]
+            return Decision(_pick(p), "probability", consistent, p)
+        balanced = (shares[0] + shares[1]) / 2  # type: ignore[operator]
+        return Decision(_pick(balanced), "majority", consistent, plain_p)
+    return Decision(t.winner, "majority", consistent, plain_p)

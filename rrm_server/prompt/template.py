@@ -244,6 +244,20 @@ class PromptBuilder:
         """Whether any text contains the spelling of a control token (kept as plain text, piecewise)."""
         return self._control_re is not None and any(self._control_re.search(t) for t in texts)
 
+    def token_starts(self, text: str) -> list[int]:
+        """Character offset where each token of ``text`` starts, for keeping a response's last tokens."""
+        try:
+            enc = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True,
+                                 return_offsets_mapping=True)
+            return [start for start, _ in enc["offset_mapping"]]
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            # Tokenizers without offsets: each token's decoded length, from the start.
+            starts, pos = [], 0
+            for i in self._encode(text):
+                starts.append(min(pos, len(text)))
+                pos += len(self.tokenizer.decode([i]))
+            return starts
+
     def encode_untrusted(self, text: str) -> list[int]:
         """Ids of one caller text on its own (for length checks); never a control token."""
         return self._encode_plain(text)

@@ -1,8 +1,20 @@
-"""Verdict parsing with the official RRM semantics.
+"""Verdict parsing: two parsers, ``lenient`` (the default) and ``official``.
 
-Only the model's own output is parsed. When the model reasons in a think block, only the text after
-its last closing tag counts; the verdict is the LAST ``\\boxed{...}`` (brace-matched) and must read
-"Assistant 1" or "Assistant 2". Anything else is an invalid judgment with a reason, never a guess.
+Both read only the model's own output and turn anything that is not a verdict into an invalid
+judgment with a reason, never a guess.
+
+``official`` reproduces the official RRM evaluation (microsoft/LMOps RRM-evaluation,
+``scripts/run_generative.py`` ``process_judgement``/``extract_answer``, ``rewardbench/generative.py``)
+exactly: the output must contain ``</think>``; only the text between the FIRST ``</think>`` and the
+next one counts (``answer.split("</think>")[1]``); the box is the last ``\\boxed`` of any spelling
+(``rfind("\\boxed")``), brace-matched from there, and must start with ``\\boxed{``; its content must
+equal ``Assistant 1`` or ``Assistant 2`` exactly, without surrounding whitespace.
+
+``lenient`` differs on purpose: with a think-style tokenizer the reasoning ends at the judge's own
+``</think>`` TOKEN (the same characters copied from a response, as plain tokens, do not end it),
+and the answer is everything after the LAST one; without a think block in the template the whole
+output is the answer; the box is the last ``\\boxed{``; ASCII whitespace around and inside
+``Assistant 1`` is tolerated. See docs/design.md ("Verdict parsers") for why it is the default.
 """
 
 from __future__ import annotations
@@ -11,6 +23,9 @@ import math
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
+
+VerdictParser = Literal["lenient", "official"]
 
 
 class InvalidReason(str, Enum):
@@ -84,6 +99,50 @@ def parse_verdict(
     if m is None:
         return ParsedVerdict(None, InvalidReason.malformed)
     return ParsedVerdict(int(m.group(1)))
+
+
+OFFICIAL_CLOSE = "</think>"
+
+
+def official_last_boxed(text: str) -> str | None:
+    """``last_boxed_only_string`` of the official code: from the last ``\\boxed`` (any spelling,
+    e.g. ``\\boxed Assistant``) to the brace that closes the first ``{`` after it, or None."""
+    idx = text.rfind("\\boxed")
+    if idx < 0:  # the official falls back to \fbox here, but its caller only gets here with "\boxed"
+        idx = text.rfind("\\fbox")
+        if idx < 0:
+            return None
+    depth = 0
+    for i in range(idx, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[idx : i + 1]
+    return None
+
+
+def parse_verdict_official(output: str, finish_reason: str | None) -> ParsedVerdict:
+    """The official RRM evaluation's verdict, with our reasons for what it calls "error"."""
+    cut = finish_reason == "length"
+    # The official prepends "<think>" (its template opened the block) and needs both tags.
+    if OFFICIAL_CLOSE not in output:
+        return ParsedVerdict(None, InvalidReason.truncated if cut else InvalidReason.no_verdict)
+    solution = ("<think>" + output).split(OFFICIAL_CLOSE)[1]
+    if "\\boxed" not in solution:
+        return ParsedVerdict(None, InvalidReason.truncated if cut else InvalidReason.no_verdict)
+    boxed = official_last_boxed(solution)
+    if boxed is None:
+        return ParsedVerdict(None, InvalidReason.truncated if cut else InvalidReason.malformed)
+    if not boxed.startswith(BOXED):  # remove_boxed's assertion
+        return ParsedVerdict(None, InvalidReason.malformed)
+    content = boxed[len(BOXED) : -1]
+    if content == "Assistant 1":
+        return ParsedVerdict(1)
+    if content == "Assistant 2":
+        return ParsedVerdict(2)
+    return ParsedVerdict(None, InvalidReason.malformed)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ logger = logging.getLogger(__name__)
 class SampleScore:
     score: float
     neutral: bool  # no judged result: the score is the neutral 0.5
-    reason: str  # "ok", "alone", "deadline", "no_valid_votes", "error"
+    reason: str  # "ok", "alone", "deadline", "no_valid_votes", "error", or a degenerate answer's status
     group_size: int
     valid_votes: int = 0
     invalid_votes: int = 0
+    empty: bool = False  # a degenerate answer (empty, or reasoning never closed): lowest reward, not judged
 
 
 # Ranks one group: (question, responses) -> one SampleScore per response.
@@ -102,14 +103,11 @@ class GroupCollector:
         assert fut is not None
         n = len(group.responses)
         try:
-            if n < 2:
-                scores = [SampleScore(0.5, True, "alone", n)] * n
-            else:
-                try:
-                    scores = await asyncio.wait_for(self._rank(group.question, group.responses), self.deadline)
-                except TimeoutError:
-                    logger.warning("reward group of %d samples missed its %.0f s deadline", n, self.deadline)
-                    scores = [SampleScore(0.5, True, "deadline", n)] * n
+            try:  # a group of one is the rank function's to score (alone, or degenerate)
+                scores = await asyncio.wait_for(self._rank(group.question, group.responses), self.deadline)
+            except TimeoutError:
+                logger.warning("reward group of %d samples missed its %.0f s deadline", n, self.deadline)
+                scores = [SampleScore(0.5, True, "deadline", n)] * n
         except Exception as e:  # an engine failure: every waiter gets the error, nothing is scored
             fut.set_exception(e)
             for response in group.index:  # a retry may try again

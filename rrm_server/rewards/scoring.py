@@ -9,6 +9,10 @@ standing in the group, in [0, 1]: after an ELO round robin, its win rate over ev
 took part in (the paper's K = 4 Elo moves ratings by a few points, too flat for a reward; the
 ratings stay in the result); after a knockout, the share of rounds it survived (champion = 1).
 The same mapping gives reward = 2 * score - 1. A sample without any valid vote gets 0.5, flagged.
+
+Degenerate samples (empty, or reasoning that never closes: ``prompt/answers.py``) are not judged;
+they get ``--empty-response-reward`` (default -1, the bottom of the range), never more than the
+lowest reward of a real answer in their group: saying nothing can never beat saying something.
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ NEUTRAL_SCORE = 0.5
 
 def reward_from_score(score: float) -> float:
     return 2.0 * score - 1.0
+
+
+def score_from_reward(reward: float) -> float:
+    return (reward + 1.0) / 2.0
+
+
+def degenerate_reward(configured: float, judged: Sequence[float]) -> float:
+    """The reward of a degenerate sample: the configured one, capped by every real answer's reward."""
+    return min([configured, *judged])
 
 
 def win_rate(wins: int, losses: int) -> float | None:

@@ -39,13 +39,14 @@ async def test_duplicates_join_their_original_before_and_after():
     assert (await g.submit("p", "q", "a")) == out[0] and len(calls) == 1
 
 
-async def test_wait_limit_ranks_what_arrived_and_a_lone_sample_is_flagged():
+async def test_wait_limit_ranks_what_arrived_and_a_lone_sample_goes_to_the_ranker():
     rank, calls = ranker()
     g = GroupCollector(rank, group_size=8, wait=0.1, deadline=5)
     out = await asyncio.gather(g.submit("p", "q", "a"), g.submit("p", "q", "bb"))
     assert len(calls) == 1 and [s.group_size for s in out] == [2, 2]
-    alone = await g.submit("other", "q", "z")
-    assert alone.neutral and alone.reason == "alone" and alone.score == 0.5
+    # A group of one is scored by the ranker too (alone, or degenerate: RewardServing decides).
+    alone = await g.submit("other", "q", "zzz")
+    assert calls[-1] == ["zzz"] and alone.score == 0.3 and alone.group_size == 1
 
 
 async def test_deadline_gives_flagged_neutral_scores():

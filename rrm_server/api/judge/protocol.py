@@ -28,6 +28,9 @@ def _not_blank(v: str) -> str:
 # The schema says what the validator enforces: at least one non-whitespace character.
 Text = Annotated[StrictStr, AfterValidator(_not_blank),
                  Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})]
+# A response may be empty: an RL policy's sample can be. It is a degenerate answer (see
+# prompt/answers.py): it loses to any real answer without an engine call.
+ResponseText = Annotated[StrictStr, AfterValidator(unicode_text)]
 MAX_SEED = 2**63 - 1
 
 
@@ -37,7 +40,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class SamplingFields(_Strict):
+class AnswerFields(_Strict):
+    """What the judge reads of each response."""
+
+    strip_reasoning: Literal["auto", "on", "off"] | None = Field(
+        None, description="Remove a response's reasoning block (reasoning_tags) and judge its answer: auto: when "
+        "it has one; on: every response is a reasoning policy's (no closing tag = no answer); off: the whole "
+        "text. A block that never closes leaves no answer: it loses without a judgment. Unset: the server's "
+        "--strip-reasoning (auto).")
+    reasoning_tags: list[StrictStr] | None = Field(
+        None, min_length=2, max_length=2, description="[opening, closing] tag of the reasoning block; "
+        "unset: the server's (<think>, </think>).")
+    max_response_tokens: int | None = Field(None, ge=1, description="Judge only the last N tokens of each "
+                                            "response (judge's tokenizer); the result says how many were cut.")
+
+
+class SamplingFields(AnswerFields):
     votes: int = Field(1, ge=1, description="Most independent samples per comparison (distinct seeds).")
     early_stop: bool = Field(True, description="Draw votes in waves and stop once the majority can no "
                              "longer change: the same winner as all votes, for fewer engine calls.")
@@ -45,8 +63,10 @@ class SamplingFields(_Strict):
                                   "this many valid votes and its majority is that confident.")
     confidence: float | None = Field(None, gt=0.5, lt=1.0, description="Confidence threshold in (0.5, 1): "
                                      "P(judge prefers the leader | votes), uniform prior.")
-    order: Literal["random", "fixed", "both"] = Field(
-        "random", description="random: a seeded coin per vote; fixed: as given; both: half the votes each way.")
+    order: Literal["random", "fixed", "both"] | None = Field(
+        None, description="random: a seeded coin per vote; fixed: as given; both: votes in swapped pairs, "
+        "aggregated position-debiased (each order weighs the same; with verdict_probs the winner is the side "
+        "of 1/2 of the mean over both orders of p(first better)). Unset: both when votes >= 2, else random.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Vote seeds derive from this seed and the "
                              "compared texts: the same comparison with the same seed is the same vote (and "
                              "a cache hit). Unset: seed 0. Pass a new seed for fresh samples.")
@@ -64,22 +84,33 @@ class SamplingFields(_Strict):
                                 "verdict token's log probabilities (one extra one-token engine call per vote).")
     cache: bool = Field(True, description="Serve votes from the comparison cache and store new ones; "
                         "false: compute every vote afresh.")
+    verdict_parser: Literal["lenient", "official"] | None = Field(
+        None, description="official: the RRM evaluation code's exact semantics (text after the first "
+        "</think>, exact 'Assistant 1'); lenient: the judge's own </think> token, whitespace-tolerant. "
+        "Unset: the server's --verdict-parser (lenient).")
 
 
 class PairwiseRequest(SamplingFields):
     model: str | None = Field(None, description="Optional; must name the served model if given.")
     query: Text
-    responses: list[Text] = Field(min_length=2, max_length=2)
+    responses: list[ResponseText] = Field(min_length=2, max_length=2)
 
 
 class RankRequest(SamplingFields):
     model: str | None = None
     query: Text
-    responses: list[Text] = Field(min_length=2)
+    responses: list[ResponseText] = Field(min_length=2)
     method: Literal["elo", "knockout"] = "elo"
-    rating: Literal["elo", "bradley_terry"] = Field("elo", description="ELO only: online Elo or Bradley-Terry.")
-    invalid_matches: Literal["no_result", "draw"] = Field(
-        "no_result", description="ELO only: what a match with no valid vote counts as.")
+    rating: Literal["elo", "bradley_terry"] | None = Field(
+        None, description="ELO only: online Elo or Bradley-Terry. Unset: elo for a full round robin, "
+        "bradley_terry with opponents.")
+    invalid_matches: Literal["no_result", "draw", "coin"] = Field(
+        "no_result", description="ELO only: what a match with no valid vote counts as; coin: a seeded random "
+        "winner (the official ELO script's rule).")
+    opponents: int | None = Field(
+        None, ge=1, description="ELO only: a sparse tournament; each response meets this many others on a "
+        "seeded, balanced, connected graph (about N*opponents/2 comparisons instead of N(N-1)/2), rated by "
+        "Bradley-Terry. Must be below the number of responses.")
     adaptive_votes: int | None = Field(
         None, ge=1, description="Difficulty-aware allocation: matches that decide the outcome (every "
         "knockout match; ELO matches of the current top two) and are still below target_confidence get "
@@ -91,10 +122,10 @@ class RankRequest(SamplingFields):
                                       "generated this many tokens.")
 
 
-class RenderRequest(_Strict):
+class RenderRequest(AnswerFields):
     model: str | None = None
     query: Text
-    responses: list[Text] = Field(min_length=2, max_length=2)
+    responses: list[ResponseText] = Field(min_length=2, max_length=2)
     order: Literal["fixed", "swapped"] = Field("fixed", description="swapped: responses[1] shown as Assistant 1.")
 
 
@@ -118,6 +149,24 @@ class VoteOut(BaseModel):
     source: Literal["cache", "computed", "coalesced"] = Field(
         "computed", description="cache: stored vote; computed: by this request; coalesced: shared with "
         "an identical comparison in flight.")
+
+
+class AnswerOut(BaseModel):
+    index: int
+    status: Literal["ok", "empty", "unclosed_reasoning"] = Field(
+        description="ok: judged; empty: nothing to judge (after chat tokens and reasoning are removed); "
+        "unclosed_reasoning: a reasoning block that never closes. Both lose to any real answer without an "
+        "engine call.")
+    reasoning_stripped: bool = Field(description="A reasoning block was removed before judging.")
+    dropped_tokens: int = Field(description="Leading tokens cut by max_response_tokens.")
+
+
+DecidedByOut = Literal["majority", "probability", "tiebreak", "draw", "no_result", "coin", "forfeit"]
+DECIDED_BY = ("majority: valid votes (balanced over both orders with order=both); probability: mean over both "
+              "orders of p(first better); tiebreak: knockout's seeded coin; draw; no_result; coin: ELO's seeded "
+              "winner for a match without a valid vote; forfeit: a degenerate answer lost without a judgment.")
+POSITION_CONSISTENT = ("Both presentation orders picked the same response; null when not both were shown "
+                       "with a valid vote.")
 
 
 class TallyOut(BaseModel):
@@ -162,9 +211,13 @@ class PairwiseResponse(_Result):
     object: Literal["judge.pairwise"] = "judge.pairwise"
     winner: int | None = Field(description="0 or 1; null when tied or every vote invalid.")
     confidence: float = Field(description="P(the judge prefers the majority's pick | votes); 0.5 on a tie.")
-    p_first: float | None = Field(description="Mean p(responses[0] better) over votes that have one.")
+    p_first: float | None = Field(description="Mean p(responses[0] better) over votes that have one (over both "
+                                  "orders, each weighing the same, with order=both).")
+    decided_by: DecidedByOut = Field(description=DECIDED_BY)
+    position_consistent: bool | None = Field(description=POSITION_CONSISTENT)
     tally: TallyOut = Field(description="first = votes for responses[0], second = for responses[1].")
     votes: list[VoteOut]
+    answers: list[AnswerOut] = Field(description="What the judge read of each response.")
     usage: UsageOut
 
 
@@ -173,8 +226,10 @@ class MatchOut(BaseModel):
     round: int | None = None
     winner: int | None
     confidence: float
-    p_first: float | None = Field(description="Mean p(pair[0] better) over votes that have one.")
-    decided_by: Literal["majority", "tiebreak", "draw", "no_result"]
+    p_first: float | None = Field(description="Mean p(pair[0] better) over votes that have one (over both "
+                                  "orders, each weighing the same, with order=both).")
+    decided_by: DecidedByOut = Field(description=DECIDED_BY)
+    position_consistent: bool | None = Field(description=POSITION_CONSISTENT)
     tally: TallyOut
     votes: list[VoteOut]
 
@@ -185,8 +240,10 @@ class RankResponse(_Result):
     best: int | None = Field(description="Index of the best response; null when no match had a result.")
     ranking: list[int]
     scores: list[dict[str, Any]] = Field(
-        description="Per response: rating (elo); round_reached, wins, byes, champion (knockout).")
+        description="Per response: rating (elo); round_reached, wins, byes, champion (knockout); a degenerate "
+        "response (see answers) has only index and status, and ranks last.")
     matches: list[MatchOut]
+    answers: list[AnswerOut] = Field(description="What the judge read of each response.")
     usage: UsageOut
 
 
@@ -199,3 +256,7 @@ class RenderResponse(BaseModel):
     num_prompt_tokens: int
     opens_reasoning: bool = Field(description="The template opens a think block for the judge.")
     prompt_version: str
+    answers: list[AnswerOut] = Field(description="What the judge reads of each response (the prompt holds those "
+                                     "texts).")
+    judged: bool = Field(description="False when a response is degenerate: such a pair is decided without an "
+                         "engine call, and the prompt above is never sent.")

@@ -40,4 +40,4 @@ async def rank(body: RankRequest, serving: Serving, raw_request: Request) -> Ran
 @router.post("/render", response_model=RenderResponse)
 async def render(body: RenderRequest, serving: Serving) -> RenderResponse:
     """Dry run: the exact prompt text and token ids a comparison would send to the engine."""
-    return serving.render(body)
+    return await serving.render(body)

@@ -8,6 +8,8 @@ from dataclasses import fields, replace
 from typing import Sequence
 
 from rrm_server.api.judge.protocol import (
+    AnswerFields,
+    AnswerOut,
     CacheUsageOut,
     MatchOut,
     PairwiseRequest,
@@ -27,8 +29,9 @@ from rrm_server.cache.keys import comparison_scope
 from rrm_server.cache.store import VoteCache
 from rrm_server.judging.comparator import EngineComparator, JudgmentCodec, MatchResult, Sampling, Usage
 from rrm_server.judging.strategies import RankOutcome, StrategyOptions, get_strategy
-from rrm_server.judging.votes import Outcome, Tally, Vote
+from rrm_server.judging.votes import OrderMode, Outcome, Tally, Vote
 from rrm_server.ops import metrics
+from rrm_server.prompt.answers import AnswerPolicy, PreparedAnswer, prepare_answer
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
 from rrm_server.settings import Settings
 
@@ -48,11 +51,16 @@ class JudgeServing:
         self.fingerprint = fingerprint
 
     # -- public --------------------------------------------------------------------------------
-    def render(self, req: RenderRequest) -> RenderResponse:
+    async def render(self, req: RenderRequest) -> RenderResponse:
         self._check_model(req.model)
         self._check_texts(req.query, req.responses)
+        answers = await self.prepare(req, req.responses)
         shown = [1, 0] if req.order == "swapped" else [0, 1]
-        rendered = self.builder.render(req.query, req.responses[shown[0]], req.responses[shown[1]])
+        texts = [a.text for a in answers]
+        if sum(map(len, (req.query, *texts))) > TOKENIZE_INLINE_CHARS:  # keep the event loop free
+            rendered = await asyncio.to_thread(self.builder.render, req.query, texts[shown[0]], texts[shown[1]])
+        else:
+            rendered = self.builder.render(req.query, texts[shown[0]], texts[shown[1]])
         return RenderResponse(
             model=self.model.name,
             shown_order=shown,
@@ -61,11 +69,27 @@ class JudgeServing:
             num_prompt_tokens=len(rendered.token_ids),
             opens_reasoning=self.builder.opens_reasoning,
             prompt_version=self.builder.spec.version,
+            answers=answers_out(answers),
+            judged=not any(a.degenerate for a in answers),
         )
+
+    async def prepare(self, req: AnswerFields, responses: Sequence[str]) -> list[PreparedAnswer]:
+        """What the judge reads of each response (reasoning removed, tail kept), or degenerate."""
+        s = self.settings
+        policy = AnswerPolicy(
+            strip_reasoning=req.strip_reasoning or s.strip_reasoning,
+            open_tag=(req.reasoning_tags or s.reasoning_tags)[0],
+            close_tag=(req.reasoning_tags or s.reasoning_tags)[1],
+            max_response_tokens=req.max_response_tokens or s.max_response_tokens,
+        )
+        starts = self.builder.token_starts
+        if policy.max_response_tokens is not None and sum(map(len, responses)) > TOKENIZE_INLINE_CHARS:
+            return await asyncio.to_thread(lambda: [prepare_answer(r, policy, starts) for r in responses])
+        return [prepare_answer(r, policy, starts) for r in responses]
 
     async def pairwise(self, req: PairwiseRequest, request_id: str | None = None) -> PairwiseResponse:
         rid = request_id or f"pairwise-{uuid.uuid4().hex}"
-        outcome, usage = await self._run(req, "pairwise", StrategyOptions(votes=req.votes), rid)
+        outcome, answers, usage = await self._run(req, "pairwise", StrategyOptions(votes=req.votes), rid)
         match = outcome.matches[0]
         return PairwiseResponse(
             id=rid,
@@ -74,8 +98,11 @@ class JudgeServing:
             winner=outcome.best,
             confidence=match.confidence,
             p_first=match.p_first,
+            decided_by=match.decided_by,
+            position_consistent=match.position_consistent,
             tally=_tally_out(match.tally),
             votes=[_vote_out(v, match, req.include_reasoning) for v in match.votes],
+            answers=answers_out(answers),
             usage=usage_out(usage),
         )
 
@@ -84,9 +111,16 @@ class JudgeServing:
         if req.adaptive_votes is not None and not req.votes <= req.adaptive_votes <= self.settings.max_votes:
             raise InvalidRequest(f"adaptive_votes={req.adaptive_votes} must be between votes={req.votes} and this "
                                  f"server's maximum of {self.settings.max_votes}", "adaptive_votes")
+        if req.opponents is not None:
+            if req.method != "elo":
+                raise InvalidRequest("opponents applies to method=elo (a sparse round robin)", "opponents")
+            if req.opponents >= len(req.responses):
+                raise InvalidRequest(f"opponents={req.opponents} must be below the number of responses "
+                                     f"({len(req.responses)}): each response meets that many others", "opponents")
         options = StrategyOptions(votes=req.votes, rating=req.rating, invalid_matches=req.invalid_matches,
-                                  adaptive_votes=req.adaptive_votes, target_confidence=req.target_confidence)
-        outcome, usage = await self._run(req, req.method, options, rid)
+                                  adaptive_votes=req.adaptive_votes, target_confidence=req.target_confidence,
+                                  opponents=req.opponents)
+        outcome, answers, usage = await self._run(req, req.method, options, rid)
         return RankResponse(
             id=rid,
             model=self.model.name,
@@ -103,18 +137,20 @@ class JudgeServing:
                     confidence=m.confidence,
                     p_first=m.p_first,
                     decided_by=m.decided_by,
+                    position_consistent=m.position_consistent,
                     tally=_tally_out(m.tally),
                     votes=[_vote_out(v, m, req.include_reasoning) for v in m.votes],
                 )
                 for m in outcome.matches
             ],
+            answers=answers_out(answers),
             usage=usage_out(usage),
         )
 
     # -- internals -----------------------------------------------------------------------------
     async def _run(
         self, req: PairwiseRequest | RankRequest, strategy_name: str, options: StrategyOptions, rid: str
-    ) -> tuple[RankOutcome, Usage]:
+    ) -> tuple[RankOutcome, list[PreparedAnswer], Usage]:
         self._check_model(req.model)
         self._check_texts(req.query, req.responses)
         if len(req.responses) > self.settings.max_responses:
@@ -131,14 +167,22 @@ class JudgeServing:
                 f"votes={req.votes} is above this server's maximum of {self.settings.max_votes}", "votes"
             )
         sampling = self._sampling(req)
-        if not self._surely_fits(req.query, req.responses, req.max_tokens):
+        answers = await self.prepare(req, req.responses)
+        # Degenerate answers never reach the engine: the strategy plays the others (``live``).
+        live = [i for i, a in enumerate(answers) if not a.degenerate]
+        texts = [answers[i].text for i in live]
+        for a in answers:
+            if a.degenerate:
+                metrics.DEGENERATE_ANSWERS.labels(status=a.status.value).inc()
+        if len(texts) >= 2 and not self._surely_fits(req.query, texts, req.max_tokens):
             # Exact per-field token counts, for a precise error (and the rare close call).
-            await self._check_lengths(req.query, req.responses, req.max_tokens)
+            await self._check_lengths(req.query, texts, req.max_tokens, live)
         if not self.engine.ready:
             raise NotReady("the judge engine is not running (loading, or restarting after a failure); "
                            "retry when GET /ready returns 200")
 
         seed = req.seed if req.seed is not None else 0
+        parser = req.verdict_parser or self.settings.verdict_parser
         comparator = EngineComparator(
             engine=self.engine,
             builder=self.builder,
@@ -150,14 +194,15 @@ class JudgeServing:
                 need_output=req.include_reasoning,
                 need_probability=req.verdict_probs,
             ),
-            scope=self._scope(sampling, req),
+            scope=self._scope(sampling, req, parser),
             use_cache=req.cache and self.settings.cache_enabled,
             query=req.query,
-            responses=req.responses,
+            responses=texts,
             max_model_len=self.model.max_model_len,
             sampling=sampling,
-            order=req.order,
+            order=self._order(req),
             seed=seed,
+            verdict_parser=parser,
             request_id=rid,
             keep_output=req.include_reasoning,
             early_stop=req.early_stop,
@@ -171,16 +216,28 @@ class JudgeServing:
         )
         strategy = get_strategy(strategy_name)
         try:
-            outcome = await strategy.run(len(req.responses), comparator, replace(options, seed=seed))
+            if len(live) >= 2:
+                outcome = await strategy.run(len(live), comparator, replace(options, seed=seed))
+            else:
+                outcome = RankOutcome(best=0 if live else None, ranking=list(range(len(live))),
+                                      scores=[{"index": 0}] if live else [], matches=[])
         except (EngineUnavailable, ExceptionGroup) as e:
             dead = _find(e, EngineUnavailable)
             if dead is None:
                 raise
             raise EngineFailure(f"the judge engine failed while this request ran: {dead}") from e
+        outcome = _with_degenerate(outcome, live, answers, strategy_name)
         metrics.record_usage(comparator.usage, [v for m in outcome.matches for v in m.votes])
-        return outcome, comparator.usage
+        return outcome, answers, comparator.usage
 
-    def _scope(self, sampling: Sampling, req: SamplingFields) -> str:
+    @staticmethod
+    def _order(req: SamplingFields) -> OrderMode:
+        """Unset: both orders once there are two votes to balance (position bias), else a seeded coin."""
+        if req.order is not None:
+            return req.order
+        return "both" if req.votes >= 2 else "random"
+
+    def _scope(self, sampling: Sampling, req: SamplingFields, parser: str = "lenient") -> str:
         """Everything besides the texts and the seed that decides a vote: the cache key's prefix."""
         return comparison_scope(
             model=self.model.name,
@@ -193,6 +250,8 @@ class JudgeServing:
             max_tokens=sampling.max_tokens,
             max_thinking_tokens=req.max_thinking_tokens,
             rescue_invalid=req.rescue_invalid,
+            # Only a non-default parser enters the key, so votes cached before it existed stay valid.
+            **({} if parser == "lenient" else {"verdict_parser": parser}),
         )
 
     def _check_model(self, model: str | None) -> None:
@@ -237,7 +296,8 @@ class JudgeServing:
         bound = self.builder.template_tokens + len(query.encode()) + sum(longest) + 3 * 8
         return bound + (max_tokens or 1) <= self.model.max_model_len
 
-    async def _check_lengths(self, query: str, responses: Sequence[str], max_tokens: int | None) -> None:
+    async def _check_lengths(self, query: str, responses: Sequence[str], max_tokens: int | None,
+                             index: Sequence[int]) -> None:
         """The longest comparison (the two longest responses: every strategy may play it) must fit.
 
         Long texts are tokenized in a worker thread (the tokenizer releases the GIL), so one huge
@@ -262,6 +322,7 @@ class JudgeServing:
                 if base + ta + tb + (max_tokens or 1) > self.model.max_model_len:
                     break  # already too long: the longest comparison only gets longer
         (ta, a), (tb, b) = top
+        a, b = index[a], index[b]  # the caller's response indices
         self._check_context(base + ta + tb, min(a, b), max(a, b), max_tokens)
 
     def _check_context(self, prompt: int, a: int, b: int, max_tokens: int | None) -> None:
@@ -286,6 +347,36 @@ def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
             if found is not None:
                 return found
     return None
+
+
+def _with_degenerate(outcome: RankOutcome, live: list[int], answers: list[PreparedAnswer],
+                     strategy: str) -> RankOutcome:
+    """The strategy's outcome over the live responses, in the caller's indices, with every degenerate
+    answer ranked last. A pairwise request with one degenerate answer is a forfeit."""
+    n = len(answers)
+    dead = [i for i in range(n) if i not in set(live)]
+    if not dead:
+        return outcome
+    matches = [replace(m, a=live[m.a], b=live[m.b], winner=None if m.winner is None else live[m.winner])
+               for m in outcome.matches]
+    if strategy == "pairwise":
+        winner = live[0] if live else None
+        matches = [MatchResult(a=0, b=1, votes=[], tally=Tally(), winner=winner,
+                               decided_by="forfeit" if live else "no_result")]
+    scores = [{**s, "index": live[s["index"]]} for s in outcome.scores]
+    scores += [{"index": i, "status": answers[i].status.value} for i in dead]
+    scores.sort(key=lambda s: s["index"])
+    return RankOutcome(
+        best=None if outcome.best is None else live[outcome.best],
+        ranking=[live[i] for i in outcome.ranking] + dead,
+        scores=scores,
+        matches=matches,
+    )
+
+
+def answers_out(answers: Sequence[PreparedAnswer]) -> list[AnswerOut]:
+    return [AnswerOut(index=i, status=a.status.value, reasoning_stripped=a.reasoning_stripped,  # type: ignore[arg-type]
+                      dropped_tokens=a.dropped_tokens) for i, a in enumerate(answers)]
 
 
 def _tally_out(t: Tally) -> TallyOut:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rrm_server.api.judge.protocol import SamplingFields, Text, UsageOut, unicode_text
+from rrm_server.api.judge.protocol import AnswerOut, ResponseText, SamplingFields, Text, UsageOut, unicode_text
 
 # OpenRLHF may send empty strings (an empty response); only text that cannot be encoded is refused.
 _Str = Annotated[str, AfterValidator(unicode_text)]
@@ -18,8 +18,11 @@ _Label = Annotated[Any, AfterValidator(lambda v: unicode_text(v) if isinstance(v
 class RewardGroup(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # as the judge's requests
     query: Text
-    responses: list[Text] = Field(min_length=1)
+    responses: list[ResponseText] = Field(min_length=1, description="May be empty: an empty response (or one "
+                                          "whose reasoning never closes) gets the lowest reward, unjudged.")
     method: Literal["elo", "knockout"] = "elo"
+    opponents: int | None = Field(None, ge=1, description="ELO: each response meets this many others (sparse "
+                                  "tournament); at or above the group's size - 1, all of them.")
 
 
 class RewardsRequest(SamplingFields):
@@ -32,8 +35,11 @@ class GroupRewards(BaseModel):
     scores: list[float] = Field(description="Per response, in [0, 1]: ELO win rate over its valid votes, or the "
                                 "share of knockout rounds it survived; 0.5 (flagged neutral) without a result.")
     neutral: list[bool] = Field(description="True where the score is the neutral 0.5 for lack of a judged result.")
+    empty: list[bool] = Field(description="True for a degenerate response (empty, or reasoning that never "
+                              "closes): reward --empty-response-reward, capped by the group's real answers.")
     ranking: list[int]
     best: int | None
+    answers: list[AnswerOut] = Field(description="What the judge read of each response.")
     usage: UsageOut
 
 
@@ -60,5 +66,6 @@ class GetRewardResponse(BaseModel):
     rewards: list[float]
     scores: list[float]
     extra_logs: dict[str, list[float]] = Field(
-        description="rrm_neutral (1 = no judged result, neutral reward), rrm_valid_votes, rrm_invalid_votes, "
+        description="rrm_neutral (1 = no judged result, neutral reward), rrm_empty (1 = degenerate response: "
+        "empty or unclosed reasoning, lowest reward, not judged), rrm_valid_votes, rrm_invalid_votes, "
         "rrm_group_size (group mode).")

@@ -6,8 +6,8 @@ import asyncio
 import uuid
 from typing import Awaitable, Iterable, TypeVar
 
-from rrm_server.api.judge.protocol import PairwiseRequest, RankRequest, SamplingFields
-from rrm_server.api.judge.serving import JudgeServing, usage_out
+from rrm_server.api.judge.protocol import AnswerOut, PairwiseRequest, RankRequest, SamplingFields
+from rrm_server.api.judge.serving import JudgeServing, answers_out, usage_out
 from rrm_server.api.rewards.protocol import (
     GetRewardRequest,
     GetRewardResponse,
@@ -19,7 +19,15 @@ from rrm_server.api.rewards.protocol import (
 from rrm_server.errors import InvalidRequest
 from rrm_server.judging.comparator import Usage
 from rrm_server.rewards.groups import GroupCollector, SampleScore
-from rrm_server.rewards.scoring import NEUTRAL_SCORE, knockout_group_scores, reward_from_score, round_robin_scores, win_rate
+from rrm_server.rewards.scoring import (
+    NEUTRAL_SCORE,
+    degenerate_reward,
+    knockout_group_scores,
+    reward_from_score,
+    round_robin_scores,
+    score_from_reward,
+    win_rate,
+)
 from rrm_server.rewards.templates import prompt_to_text, response_to_text, split_query
 from rrm_server.settings import Settings
 
@@ -56,19 +64,34 @@ class RewardServing:
 
     async def _group(self, g: RewardGroup, sampling: dict, model: str | None) -> GroupRewards:
         if len(g.responses) == 1:
-            return GroupRewards(rewards=[0.0], scores=[NEUTRAL_SCORE], neutral=[True], ranking=[0], best=None,
-                                usage=usage_out(Usage()))
-        res = await self.judge.rank(RankRequest(query=g.query, responses=g.responses, method=g.method,
-                                                model=model, **sampling))
-        scores = group_scores(len(g.responses), res)
+            answers = answers_out(await self.judge.prepare(RankRequest.model_construct(**sampling), g.responses))
+            scores = self._with_degenerate([None], answers)
+            return GroupRewards(rewards=[reward_from_score(s) for s, _ in scores], scores=[s for s, _ in scores],
+                                neutral=[n for _, n in scores], empty=[a.status != "ok" for a in answers],
+                                ranking=[0], best=None, answers=answers, usage=usage_out(Usage()))
+        res = await self.judge.rank(RankRequest(
+            query=g.query, responses=g.responses, method=g.method, model=model,
+            opponents=_opponents(g.opponents, len(g.responses)), **sampling))
+        scores = self._with_degenerate(group_scores(res), res.answers)
         return GroupRewards(
-            rewards=[reward_from_score(NEUTRAL_SCORE if s is None else s) for s in scores],
-            scores=[NEUTRAL_SCORE if s is None else s for s in scores],
-            neutral=[s is None for s in scores],
+            rewards=[reward_from_score(s) for s, _ in scores],
+            scores=[s for s, _ in scores],
+            neutral=[n for _, n in scores],
+            empty=[a.status != "ok" for a in res.answers],
             ranking=res.ranking,
             best=res.best,
+            answers=res.answers,
             usage=res.usage,
         )
+
+    def _with_degenerate(self, scores: list[float | None], answers: list[AnswerOut]) -> list[tuple[float, bool]]:
+        """(score, neutral) per response: judged, neutral for lack of a result, or a degenerate answer's
+        lowest score (the one rule for every reward path)."""
+        real = [NEUTRAL_SCORE if s is None else s for s, a in zip(scores, answers) if a.status == "ok"]
+        low = score_from_reward(degenerate_reward(self.settings.empty_response_reward,
+                                                  [reward_from_score(s) for s in real]))
+        return [(low, False) if a.status != "ok" else (NEUTRAL_SCORE, True) if s is None else (s, False)
+                for s, a in zip(scores, answers)]
 
     # -- /get_reward (OpenRLHF) -----------------------------------------------------------------
     async def get_reward(self, req: GetRewardRequest) -> GetRewardResponse:
@@ -121,6 +144,7 @@ class RewardServing:
             scores=[s.score for s in results],
             extra_logs={
                 "rrm_neutral": [float(s.neutral) for s in results],
+                "rrm_empty": [float(s.empty) for s in results],
                 "rrm_valid_votes": [float(s.valid_votes) for s in results],
                 "rrm_invalid_votes": [float(s.invalid_votes) for s in results],
                 "rrm_group_size": [float(s.group_size) for s in results],
@@ -128,11 +152,12 @@ class RewardServing:
         )
 
     async def _against_reference(self, question: str, response: str, reference: str) -> SampleScore:
-        if not response:
-            return SampleScore(NEUTRAL_SCORE, True, "empty_response", 1)
         res = await self.judge.pairwise(PairwiseRequest(
             query=question, responses=[response, reference], votes=self.settings.reward_votes, order="both",
             early_stop=False))
+        if res.answers[0].status != "ok":  # decided without an engine call
+            (score, _), _ = self._with_degenerate([None, None], res.answers)
+            return SampleScore(score, False, res.answers[0].status, 1, empty=True)
         t = res.tally
         rate = win_rate(t.first, t.second)
         if rate is None:
@@ -140,24 +165,44 @@ class RewardServing:
         return SampleScore(rate, False, "ok", 1, t.first + t.second, t.invalid)
 
     async def _rank_group(self, question: str, responses: list[str]) -> list[SampleScore]:
-        res = await self.judge.rank(RankRequest(query=question, responses=[r or "(empty response)" for r in responses],
+        n = len(responses)
+        if n == 1:
+            answers = answers_out(await self.judge.prepare(RankRequest.model_construct(), responses))
+            (score, neutral), = self._with_degenerate([None], answers)
+            empty = answers[0].status != "ok"
+            return [SampleScore(score, neutral, answers[0].status if empty else "alone", 1, empty=empty)]
+        res = await self.judge.rank(RankRequest(query=question, responses=responses,
                                                 method=self.settings.reward_method,
-                                                votes=self.settings.reward_votes))
-        scores = group_scores(len(responses), res)
-        valid = [0] * len(responses)
-        invalid = [0] * len(responses)
+                                                votes=self.settings.reward_votes,
+                                                opponents=_opponents(self.settings.reward_opponents, n)))
+        valid = [0] * n
+        invalid = [0] * n
         for m in res.matches:
             for i in m.pair:
                 valid[i] += m.tally.first + m.tally.second
                 invalid[i] += m.tally.invalid
-        return [SampleScore(NEUTRAL_SCORE if s is None else s, s is None, "ok" if s is not None else "no_valid_votes",
-                            len(responses), valid[i], invalid[i]) for i, s in enumerate(scores)]
+        out = []
+        for i, ((score, neutral), a) in enumerate(zip(self._with_degenerate(group_scores(res), res.answers),
+                                                      res.answers)):
+            reason = a.status if a.status != "ok" else "no_valid_votes" if neutral else "ok"
+            out.append(SampleScore(score, neutral, reason, n, valid[i], invalid[i], empty=a.status != "ok"))
+        return out
 
 
-def group_scores(n: int, res) -> list[float | None]:  # type: ignore[no-untyped-def]
+def _opponents(opponents: int | None, n: int) -> int | None:
+    """Reward groups vary in size: a sparse setting at or above a group's size plays all pairs."""
+    return opponents if opponents is not None and opponents < n - 1 else None
+
+
+def group_scores(res) -> list[float | None]:  # type: ignore[no-untyped-def]
+    """Each response's judged score in its group (None: no result; degenerate answers: None here)."""
+    n = len(res.answers)
+    live = [a.status == "ok" for a in res.answers]
     if res.method == "knockout":
         decided = any(m.tally.first + m.tally.second for m in res.matches)
-        return list(knockout_group_scores(res.scores)) if decided else [None] * n
+        if not decided:
+            return [None] * n
+        return [knockout_group_scores([s])[0] if ok else None for s, ok in zip(res.scores, live)]
     return round_robin_scores(n, [(m.pair[0], m.pair[1], m.tally.first, m.tally.second) for m in res.matches])
 
 

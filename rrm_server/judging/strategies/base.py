@@ -14,8 +14,11 @@ class StrategyOptions:
     votes: int = 1
     seed: int = 0
     # ELO only: which rating to fit, and what an all-invalid match counts as.
-    rating: Literal["elo", "bradley_terry"] = "elo"
-    invalid_matches: Literal["no_result", "draw"] = "no_result"
+    # None: online Elo for a full round robin, Bradley-Terry for a sparse one (online Elo over a few
+    # games per response barely moves from its start).
+    rating: Literal["elo", "bradley_terry"] | None = None
+    invalid_matches: Literal["no_result", "draw", "coin"] = "no_result"
+    opponents: int | None = None  # ELO: each response meets this many others (None: all of them)
     # Difficulty-aware allocation: matches that decide the outcome and are still uncertain
     # (confidence below the target) get more votes, up to ``adaptive_votes`` in all.
     adaptive_votes: int | None = None

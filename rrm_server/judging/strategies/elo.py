@@ -1,7 +1,10 @@
-"""ELO round robin (the RRM paper's): all C(n,2) pairs, online Elo over a seeded shuffle.
+"""ELO round robin (the RRM paper's): all C(n,2) pairs, online Elo over a seeded shuffle; or a sparse
+tournament (``opponents=m``: each response meets m others on a connected graph, rated by
+Bradley-Terry, N*m/2 comparisons).
 
 Each match contributes one game: its majority (a tied majority of valid votes is a draw). A match
-whose votes are all invalid is no result by default, or a draw with ``invalid_matches="draw"``.
+whose votes are all invalid is no result by default, a draw with ``invalid_matches="draw"``, or a
+seeded coin's win with ``invalid_matches="coin"`` (the official ELO script's random winner).
 Bradley-Terry (order-independent) is available as ``rating="bradley_terry"``. Exactly equal
 ratings are ordered by a seeded shuffle, so no position is favoured.
 """
@@ -10,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from itertools import combinations
 
 from rrm_server.judging.comparator import Comparator, MatchResult
+from rrm_server.judging.pairings import round_robin_pairs, sparse_pairs
 from rrm_server.judging.ratings import Game, bradley_terry_ratings, elo_ratings
 from rrm_server.judging.strategies.base import RankOutcome, Strategy, StrategyOptions, register
 from rrm_server.judging.votes import derive_seed, tiebreak_order
@@ -23,7 +26,8 @@ class EloStrategy(Strategy):
     name = "elo"
 
     async def run(self, n: int, comparator: Comparator, options: StrategyOptions) -> RankOutcome:
-        pairs = list(combinations(range(n), 2))
+        pairs = (round_robin_pairs(n) if options.opponents is None
+                 else sparse_pairs(n, options.opponents, derive_seed(options.seed, "opponents")))
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(comparator.compare(a, b, options.votes)) for a, b in pairs]
         matches = [t.result() for t in tasks]
@@ -56,16 +60,20 @@ class EloStrategy(Strategy):
         random.Random(derive_seed(options.seed, "elo-feed")).shuffle(feed)
         games = []
         for m in (matches[i] for i in feed):
-            m.decided_by = "majority"
+            if m.decided_by == "forfeit":
+                pass
+            elif m.tally.valid == 0 and options.invalid_matches == "coin":
+                # The official ELO script's rule for an invalid judgment: a random winner (seeded here).
+                m.winner = (m.a, m.b)[derive_seed(options.seed, "coin", m.a, m.b) & 1]
+                m.decided_by = "coin"
+            elif m.winner is None:
+                m.decided_by = "draw" if m.tally.valid > 0 or options.invalid_matches == "draw" else "no_result"
             if m.winner is not None:
                 games.append(Game(m.a, m.b, 1.0 if m.winner == m.a else 0.0))
-            elif m.tally.valid > 0 or options.invalid_matches == "draw":
-                m.decided_by = "draw"
+            elif m.decided_by == "draw":
                 games.append(Game(m.a, m.b, 0.5))
-            else:
-                m.decided_by = "no_result"
 
-        if options.rating == "bradley_terry":
+        if options.rating == "bradley_terry" or (options.rating is None and options.opponents is not None):
             ratings = bradley_terry_ratings(n, games)
         else:
             ratings = elo_ratings(n, games)
