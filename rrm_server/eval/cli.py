@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verdict-probs", action="store_true",
                    help="read p(verdict) per vote (one extra engine call each)")
     r.add_argument("--no-cache", action="store_true", help="compute every vote afresh")
+    r.add_argument("--verdict-parser", choices=["lenient", "official"],
+                   help="default: the service's (lenient); official: the RRM evaluation code's exact parser")
     e = p.add_argument_group("evaluation")
     e.add_argument("--both-orders", action="store_true", help="judge each pair as given and swapped; report "
                    "position consistency and the accuracy of both orders pooled")
@@ -165,7 +167,7 @@ def parse_args(argv: Sequence[str]) -> EvalOptions:
                              max_thinking_tokens=a.max_thinking_tokens, seed=a.seed,
                              order="fixed" if a.both_orders else (a.order or "random"),
                              rescue_invalid=a.rescue_invalid, verdict_probs=a.verdict_probs,
-                             cache=not a.no_cache)
+                             verdict_parser=a.verdict_parser, cache=not a.no_cache)
         return EvalOptions(kind=a.kind, data=data, out=a.out or Path("eval-runs") / a.kind, url=a.url,
                            api_key=a.api_key, model=a.model, judge=judge, both_orders=a.both_orders,
                            concurrency=a.concurrency, limit=a.limit, subsets=a.subsets, methods=a.methods,

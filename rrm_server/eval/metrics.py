@@ -113,6 +113,37 @@ def pool_pick(judgments: Iterable[Judgment]) -> Pick:
     return vote_pick(sum(j.votes_a for j in js), sum(j.votes_b for j in js))
 
 
+def debiased_pick(judgments: Sequence[Judgment]) -> Pick:
+    """The item's pick with each presentation order weighing the same (the service's order=both rule):
+    the side of 1/2 of the mean over orders of p(a better) when both orders report one; else each
+    order's vote share for a, averaged over the orders; an order without valid votes leaves the pooled
+    pick."""
+    given = [j for j in judgments if not j.swapped]
+    swapped = [j for j in judgments if j.swapped]
+    if not given or not swapped:
+        return pool_pick(judgments)
+    ps = [[j.p_a for j in side if j.p_a is not None] for side in (given, swapped)]
+    if all(ps):
+        p = sum(sum(x) / len(x) for x in ps) / 2
+    else:
+        shares = []
+        for side in (given, swapped):
+            a, b = sum(j.votes_a for j in side), sum(j.votes_b for j in side)
+            if a + b == 0:
+                return pool_pick(judgments)
+            shares.append(a / (a + b))
+        p = sum(shares) / 2
+    return "a" if p > 0.5 else "b" if p < 0.5 else "tie"
+
+
+def official_credit(pick: Pick, label: str) -> float:
+    """The official RRM scoring of one item: 1 right, 0 wrong, 0.5 for a failed judgment ("effectively a
+    tie", scripts/run_generative.py); a split of valid votes counts as such a tie too."""
+    if pick == label:
+        return 1.0
+    return 0.5 if pick in ("invalid", "tie") else 0.0
+
+
 def position_consistent(judgments: Sequence[Judgment]) -> bool | None:
     """Did the as-given and the swapped presentation pick the same response? None unless both
     orders were judged and both picked a response (a tie or invalid order has nothing to compare)."""
@@ -131,6 +162,11 @@ class PairMetrics(BaseModel):
     accuracy: Rate = Field(description="Correct / all items (ties included; invalid picks count as wrong).")
     accuracy_without_ties: Rate | None = Field(description="Items labelled tie left out; null when none are.")
     accuracy_valid: Rate = Field(description="Correct / items with a valid pick (invalid items left out).")
+    accuracy_official: Mean = Field(description="The official RRM scoring: an invalid (or tied) pick earns "
+                                    "0.5, as in the official evaluation code.")
+    accuracy_debiased: Rate | None = Field(None, description="With both orders: the pick that weighs each "
+                                           "order the same (mean p over orders, else mean vote share), as "
+                                           "order=both does in the service; null without both orders.")
     accuracy_by_order: dict[str, Rate] = Field(default_factory=dict, description="With both orders: each "
                                                "presentation alone (as_given, swapped).")
     picks: dict[str, int] = Field(description="Items by pick: a, b, tie, invalid.")
@@ -176,9 +212,12 @@ def pair_metrics(records: Sequence[PairRecord], tie_labels: bool = False) -> Pai
     slot1 = sum(j.slot1_votes for j in judgments)
     slot2 = sum(j.slot2_votes for j in judgments)
     has_ties = tie_labels or any(r.label == "tie" for r in records)
+    debiased = [debiased_pick(r.judgments) == r.label for r in both]
     return PairMetrics(
         n=len(records),
         accuracy=Rate.of(sum(correct), len(records)),
+        accuracy_official=Mean.of([official_credit(r.pick, r.label) for r in records]),
+        accuracy_debiased=Rate.of(sum(debiased), len(debiased)) if both else None,
         accuracy_without_ties=Rate.of(sum(untied), len(untied)) if has_ties else None,
         accuracy_valid=Rate.of(sum(valid), len(valid)),
         accuracy_by_order=by_order,

@@ -108,6 +108,14 @@ def fmt_rate(r: Rate | None, digits: int = 3) -> str:
     return f"{r.value:.{digits}f} [{r.low:.{digits}f}, {r.high:.{digits}f}] ({r.k}/{r.n})"
 
 
+def fmt_mean(m: Mean | None, digits: int = 3) -> str:
+    if m is None or m.value is None:
+        return "–"
+    if m.low is None:
+        return f"{m.value:.{digits}f} (n={m.n})"
+    return f"{m.value:.{digits}f} [{m.low:.{digits}f}, {m.high:.{digits}f}] (n={m.n})"
+
+
 def _num(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -129,15 +137,15 @@ def _run_lines(run: RunInfo) -> list[str]:
 
 def pair_markdown(summary: PairSummary) -> str:
     o = summary.overall
-    header = ["subset", "n", "accuracy", "without ties", "valid picks only", "invalid items",
-              "position consistency"]
+    header = ["subset", "n", "accuracy", "official (invalid = 0.5)", "debiased", "without ties",
+              "valid picks only", "invalid items", "position consistency"]
     out = [f"# Judge evaluation: {summary.run.kind}", "", *_run_lines(summary.run), "", "## Accuracy", "",
            "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     rows = [("all", o), *((f"{g} (group)", m) for g, m in summary.groups.items()), *summary.subsets.items()]
     for name, m in rows:
-        rates = (m.accuracy, m.accuracy_without_ties, m.accuracy_valid, m.invalid_items,
-                 m.position_consistency)
-        out.append("| " + " | ".join([name, str(m.n), *(fmt_rate(r) for r in rates)]) + " |")
+        rates = (m.accuracy_without_ties, m.accuracy_valid, m.invalid_items, m.position_consistency)
+        out.append("| " + " | ".join([name, str(m.n), fmt_rate(m.accuracy), fmt_mean(m.accuracy_official),
+                                      fmt_rate(m.accuracy_debiased), *(fmt_rate(r) for r in rates)]) + " |")
     if o.accuracy_by_order:
         alone = "; ".join(f"{k} {fmt_rate(v)}" for k, v in o.accuracy_by_order.items())
         out += ["", (f"Each presentation order alone: {alone}. Items not decisive in both orders "

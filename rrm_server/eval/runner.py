@@ -58,6 +58,7 @@ class JudgeOptions(BaseModel):
     order: Literal["random", "fixed", "both"] = "random"
     rescue_invalid: bool = False
     verdict_probs: bool = False  # one extra engine call per vote; off unless asked for
+    verdict_parser: Literal["lenient", "official"] | None = None  # None: the service's default
     cache: bool = True
 
     def request_fields(self, **override: Any) -> dict[str, Any]:

@@ -4,9 +4,11 @@
     trainer = GRPOTrainer(..., reward_funcs=[RRMRewardFunction("http://judge:8000", method="knockout")])
 
 Completions of one prompt in the batch form a group ranked on the service (``/v1/rewards``); each
-gets its normalised standing in [-1, 1]. A completion without any judged result gets ``None``
-(TRL treats it as missing), never a silent 0. Conversational prompts and completions (lists of
-messages) are reduced to the last user turn and the assistant's text.
+gets its normalised standing in [-1, 1]. An empty completion, or one whose reasoning block never
+closes, gets the lowest reward of its group without a judgment (the service's rule). A completion
+without any judged result gets ``None`` (TRL treats it as missing), never a silent 0.
+Conversational prompts and completions (lists of messages) are reduced to the last user turn and
+the assistant's text. Checked through TRL 1.16's own ``GRPOTrainer._calculate_rewards`` (tests).
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class RRMRewardFunction:
             groups.setdefault(_text(p, "user"), []).append(i)
         keys = list(groups)
         res = self.client.rewards(
-            [{"query": k, "responses": [_text(completions[i], "assistant") or "(empty response)" for i in groups[k]],
+            [{"query": k, "responses": [_text(completions[i], "assistant") for i in groups[k]],
               "method": self.method} for k in keys], **self.fields)
         out: list[float | None] = [None] * len(completions)
+        empty = 0
         for k, g in zip(keys, res.groups):
+            empty += sum(g.empty)
             for i, reward, neutral in zip(groups[k], g.rewards, g.neutral):
                 out[i] = None if neutral else reward
+        if callable(log := kwargs.get("log_metric")):  # TRL >= 1.x logs it beside the rewards
+            log(f"{self.__name__}/empty", empty / max(1, len(completions)))
         return out

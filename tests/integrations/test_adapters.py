@@ -16,29 +16,33 @@ def test_openrlhf_reward_func(service, monkeypatch):
     from rrm_server.integrations import openrlhf
 
     openrlhf._client.cache_clear()
-    out = openrlhf.reward_func([PROMPT + "A ripe banana.<|im_end|>", PROMPT + "Fig<|im_end|>"], [PROMPT, PROMPT],
-                               ["apple", "an apple"])
+    out = openrlhf.reward_func([PROMPT + "A ripe banana.<|im_end|>", PROMPT + "Fig<|im_end|>", PROMPT + "<|im_end|>"],
+                               [PROMPT, PROMPT, PROMPT], ["apple", "an apple", "x"])
     rewards = out["rewards"].tolist() if hasattr(out["rewards"], "tolist") else out["rewards"]
-    assert rewards == [1.0, -1.0]
+    assert rewards == [1.0, -1.0, -1.0]  # an empty answer scores the bottom of the range, flagged
+    empty = out["extra_logs"]["rrm_empty"]
+    assert list(empty.tolist() if hasattr(empty, "tolist") else empty) == [0.0, 0.0, 1.0]
     assert set(out["extra_logs"]) >= {"rrm_neutral", "rrm_valid_votes"}
 
 
-def test_verl_compute_score(service, monkeypatch):
-    url, _ = service
-    monkeypatch.setenv("RRM_URL", url)
+def test_verl_compute_score_sync_and_async(service, monkeypatch):
+    url, engine = service
+    monkeypatch.setenv("RRM_URL", "http://127.0.0.1:9")  # reward_kwargs win over the environment
     from rrm_server.integrations import verl
 
-    async def go():
-        return await asyncio.gather(
-            verl.compute_score("gsm8k", "The answer is 18 dollars.", "18", {"question": "How much?"}),
-            verl.compute_score("gsm8k", "7", "The answer is 18.", {"question": "How much?"}),
-        )
-
-    better, worse = asyncio.run(go())
+    info = {"question": "How much?"}
+    better = verl.compute_score("gsm8k", "The answer is 18 dollars.", "18", info, url=url)
     assert better["score"] == 1.0 and better["rrm_valid_votes"] == 2.0 and better["rrm_neutral"] == 0.0
-    assert worse["score"] == -1.0
+
+    async def go():
+        return await verl.compute_score_async("gsm8k", "7", "The answer is 18.", info, url=url)
+
+    assert asyncio.run(go())["score"] == -1.0
+    calls = len(engine.calls)
+    empty = verl.compute_score("gsm8k", "   ", "18", info, url=url)
+    assert empty["score"] == -1.0 and empty["rrm_empty"] == 1.0 and len(engine.calls) == calls
     with pytest.raises(ValueError, match="question"):
-        asyncio.run(verl.compute_score("x", "a", "b", {}))
+        verl.compute_score("x", "a", "b", {}, url=url)
 
 
 def test_trl_reward_function_groups_by_prompt(service):
