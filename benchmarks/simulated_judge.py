@@ -30,8 +30,16 @@ class StubBuilder:
     def intern(self, text: str) -> int:
         return self.ids.setdefault(text, len(self.ids))
 
+    reasoning_close_id: None = None
+
     def encode_untrusted(self, text: str) -> list[int]:
         return [0] * max(1, len(text) // 4)
+
+    def token_starts(self, text: str) -> list[int]:
+        return list(range(0, len(text), 4))
+
+    def spells_control_token(self, *texts: str) -> bool:
+        return False
 
     def build_ids(self, question: str, first: str, second: str) -> list[int]:
         return [self.intern(first), self.intern(second)]

@@ -5,7 +5,11 @@ the table isolates the scheduling; a short run on the real CPU engine adds token
 
     .venv/bin/python -m benchmarks.strategy_study [--accuracy 0.75] [--real-questions 3]
 
-Writes benchmarks/results/strategy_study.json and docs/strategy_study.png.
+A second table puts sparse tournaments (``opponents=m``: each candidate meets m others, rated by
+Bradley-Terry) beside the full round robin and knockout at N = 4, 8, 16, 32 (``--sparse-sizes``),
+one vote per comparison as in the RRM RL arena.
+
+Writes benchmarks/results/strategy_study.json, docs/strategy_study.png and docs/sparse_study.png.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks._common import DATA, ROOT, machine, real_server, write_result
 from benchmarks.simulated_judge import simulated_serving
@@ -41,6 +46,17 @@ CONFIGS = [
 ]
 
 
+# Sparse tournaments vs the full round robin and knockout, one vote per comparison (the RRM arena's).
+SPARSE_CONFIGS = [
+    Config("elo full k=1", "elo", {"votes": 1}),
+    Config("elo sparse m=2", "elo", {"votes": 1, "opponents": 2}),
+    Config("elo sparse m=4", "elo", {"votes": 1, "opponents": 4}),
+    Config("elo sparse m=8", "elo", {"votes": 1, "opponents": 8}),
+    Config("knockout k=1", "knockout", {"votes": 1}),
+    Config("knockout k<=3", "knockout", {"votes": 3}),
+]
+
+
 def load_questions(n_candidates: int) -> list[tuple[str, list[str], list[bool]]]:
     """The mixed questions; above 4 candidates, extra ones are re-drawn copies of the 4 (marked so
     their texts differ), keeping each question's mix of right and wrong."""
@@ -61,12 +77,13 @@ def load_questions(n_candidates: int) -> list[tuple[str, list[str], list[bool]]]
     return out
 
 
-async def study(n: int, accuracy: float) -> list[dict]:
-    questions = load_questions(n)
+async def study(n: int, accuracy: float, configs: list[Config] = CONFIGS, limit: int | None = None) -> list[dict]:
+    questions = load_questions(n)[:limit]
     correct = {t: f for _, texts, flags in questions for t, f in zip(texts, flags)}
     rows = []
     winners: dict[str, list[int | None]] = {}
-    for cfg in CONFIGS:
+    configs = [c for c in configs if c.fields.get("opponents", 0) < n]
+    for cfg in configs:
         serving = simulated_serving(correct, accuracy)
         t0 = time.perf_counter()
         picks, calls = [], 0
@@ -91,9 +108,13 @@ async def study(n: int, accuracy: float) -> list[dict]:
     random_pick = sum(sum(f) / len(f) for _, _, f in questions) / len(questions)
     for r in rows:
         r["random_pick"] = random_pick
-        base = "elo fixed k=5" if r["method"] == "elo" else "knockout fixed k=5"
-        r["same_winner_as_fixed"] = sum(a == b for a, b in zip(winners[r["config"]], winners[base])) / len(questions)
-        r["calls_vs_elo_fixed"] = r["calls_per_question"] / rows[0]["calls_per_question"]
+        if configs is CONFIGS or configs == CONFIGS:
+            base = "elo fixed k=5" if r["method"] == "elo" else "knockout fixed k=5"
+            r["same_winner_as_fixed"] = (sum(a == b for a, b in zip(winners[r["config"]], winners[base]))
+                                         / len(questions))
+            r["calls_vs_elo_fixed"] = r["calls_per_question"] / rows[0]["calls_per_question"]
+        else:
+            r["calls_vs_full_elo"] = r["calls_per_question"] / rows[0]["calls_per_question"]
     return rows
 
 
@@ -148,24 +169,57 @@ def plot(rows: list[dict], path) -> None:  # type: ignore[no-untyped-def]
     fig.savefig(path, dpi=120)
 
 
+def plot_sparse(rows: list[dict], path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name in dict.fromkeys(r["config"] for r in rows):
+        pts = sorted((r["calls_per_question"], r["accuracy"], r["n"]) for r in rows if r["config"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        for x, y, n in pts:
+            ax.annotate(f"N={n}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("engine calls per question (log)")
+    ax.set_ylabel("best-of-N selection accuracy")
+    ax.set_title("Sparse tournaments, simulated judge (per-vote accuracy %.2f)" % rows[0]["judge_accuracy"])
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accuracy", type=float, default=0.75)
     ap.add_argument("--sizes", default="4,6,8")
+    ap.add_argument("--sparse-sizes", default="4,8,16,32")
+    ap.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
     ap.add_argument("--real-questions", type=int, default=3)
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the plots go")
     args = ap.parse_args()
-    rows = []
+    rows, sparse = [], []
     for n in map(int, args.sizes.split(",")):
-        for r in asyncio.run(study(n, args.accuracy)):
+        for r in asyncio.run(study(n, args.accuracy, limit=args.limit)):
             r["judge_accuracy"] = args.accuracy
             rows.append(r)
+            print(json.dumps(r))
+    for n in (map(int, args.sparse_sizes.split(",")) if args.sparse_sizes else ()):
+        for r in asyncio.run(study(n, args.accuracy, SPARSE_CONFIGS, limit=args.limit)):
+            r["judge_accuracy"] = args.accuracy
+            sparse.append(r)
             print(json.dumps(r))
     real = real_engine_run(args.real_questions) if args.real_questions else []
     for r in real:
         print(json.dumps(r))
-    plot(rows, ROOT / "docs" / "strategy_study.png")
+    if rows:
+        plot(rows, args.out_dir / "strategy_study.png")
+    if sparse:
+        plot_sparse(sparse, args.out_dir / "sparse_study.png")
     write_result("strategy_study", {"machine": machine(), "command": "python -m benchmarks.strategy_study",
-                                    "simulated": rows, "real_engine": real})
+                                    "simulated": rows, "sparse": sparse, "real_engine": real})
 
 
 if __name__ == "__main__":

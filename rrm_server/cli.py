@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 import uvicorn  # noqa: E402
 from pydantic_settings import CliApp  # noqa: E402
 
-from rrm_server.ops.logging import configure_logging
-from rrm_server.settings import Settings
+from rrm_server.ops.logging import configure_logging  # noqa: E402
+from rrm_server.settings import Settings  # noqa: E402
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

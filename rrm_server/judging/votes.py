@@ -178,7 +178,7 @@ def decide(votes: Sequence[Vote], debias: bool = False) -> Decision:
     if both_orders:
         picks = [_pick(p) if p is not None else _pick(s) for p, s in zip(probs, shares)]
         consistent = picks[0] is not None and picks[0] == picks[1]
-    plain_p = _mean([v.p_first for v in votes if v.p_first is not None])
+    plain_p = _mean([v.p_first for o in (False, True) for v in by_order[o] if v.p_first is not None])
     if debias and both_orders:
         if all(p is not None for p in probs):
             p = (probs[0] + probs[1]) / 2  # type: ignore[operator]

@@ -79,7 +79,20 @@ def keep_last_tokens(text: str, n: int, token_starts: TokenStarts) -> tuple[str,
     starts = token_starts(text)
     if len(starts) <= n:
         return text, 0
-    return text[starts[len(starts) - n]:], len(starts) - n
+    cut = len(starts) - n
+    while True:
+        # Byte-level tokenizers split some characters over several tokens that all start where the
+        # character does: cut after the whole character (keeping fewer tokens), never inside it.
+        while cut < len(starts) and starts[cut] == starts[cut - 1]:
+            cut += 1
+        if cut == len(starts):  # the last character alone is more than n tokens: keep it whole
+            cut = starts.index(starts[-1])
+            break
+        # A suffix can tokenize differently on its own (a merge across the cut): check, move on.
+        if len(token_starts(text[starts[cut]:])) <= n:
+            break
+        cut += 1
+    return text[starts[cut]:], cut
 
 
 def prepare_answer(text: str, policy: AnswerPolicy, token_starts: TokenStarts | None = None) -> PreparedAnswer:

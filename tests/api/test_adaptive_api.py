@@ -68,12 +68,18 @@ def test_early_stop_ranking_equals_all_votes(base_url, engine, method):
 def test_confidence_stopping(base_url, engine):
     # Unanimous judge: 3-0 has confidence 0.9375, so min_votes=3, confidence=0.9 stops at 3 of 8.
     out = post(base_url, "/v1/judge/pairwise", {"query": "q", "responses": ["a", "bb"], "votes": 8,
-                                                "min_votes": 3, "confidence": 0.9})
+                                                "min_votes": 3, "confidence": 0.9, "order": "random"})
     assert out["usage"]["votes_used"] == 3 and out["usage"]["votes_saved"] == 5
     assert out["confidence"] == pytest.approx(0.9375)
     # Without it, early stopping alone needs 5 of 8.
-    out = post(base_url, "/v1/judge/pairwise", {"query": "q", "responses": ["a", "bb"], "votes": 8})
+    out = post(base_url, "/v1/judge/pairwise", {"query": "q", "responses": ["a", "bb"], "votes": 8,
+                                                "order": "random"})
     assert out["usage"]["votes_used"] == 5
+    # Both orders (the default from 2 votes): votes come in swapped pairs, so 6, three in each order.
+    out = post(base_url, "/v1/judge/pairwise", {"query": "q", "responses": ["a", "bb"], "votes": 8})
+    assert out["usage"]["votes_used"] == 6
+    assert sorted(v["shown_order"][0] for v in out["votes"]) == [0, 0, 0, 1, 1, 1]
+    assert out["position_consistent"] is True and out["winner"] == 1
 
 
 def test_confidence_needs_min_votes(base_url, engine):

@@ -228,14 +228,17 @@ TEXT = st.lists(CHARS, min_size=1, max_size=30).map("".join)
 @given(text=TEXT)
 def test_any_text_is_rendered_verbatim_or_refused_by_name(client, text):
     # Any code point, lone surrogates included (sent as JSON escapes, as a client's encoder would).
-    r = client.post("/v1/judge/render", content=json.dumps({"query": "q", "responses": ["a", text]}),
-                    headers={"content-type": "application/json"})
+    # strip_reasoning off: the text exactly as sent (auto would judge what follows a </think>).
+    body = {"query": "q", "responses": ["a", text], "strip_reasoning": "off"}
+    r = client.post("/v1/judge/render", content=json.dumps(body), headers={"content-type": "application/json"})
     if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         assert_invalid(r, "responses.1", "lone surrogate")
-    elif not text.strip():
-        assert_invalid(r, "responses.1", "empty")
+    elif not text.strip():  # an empty answer: never sent to the judge
+        assert r.status_code == 200, r.text
+        assert r.json()["judged"] is False and r.json()["answers"][1]["status"] == "empty"
     else:
         assert r.status_code == 200, r.text
+        assert r.json()["judged"] is True
         assert f"### Assistant 2\n\n{text}\n\n## Analysis" in r.json()["prompt_text"]
 
 

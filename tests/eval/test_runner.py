@@ -277,7 +277,8 @@ async def test_votes_and_sampling_fields_reach_the_engine(tmp_path, make_backend
     assert rec.judgments[0].votes_a == 2 and rec.judgments[0].engine_calls == 2
     assert run_json(out)["judge"] == {
         "votes": 3, "temperature": 0.2, "max_tokens": 40, "max_thinking_tokens": None, "seed": 7,
-        "order": "random", "rescue_invalid": False, "verdict_probs": False, "both_orders": False}
+        "order": "random", "rescue_invalid": False, "verdict_probs": False, "verdict_parser": None,
+        "both_orders": False}
 
 
 async def test_progress_bar_shows_rate_eta_and_running_accuracy(tmp_path, make_backend, capsys):

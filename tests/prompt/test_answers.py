@@ -143,7 +143,9 @@ def test_real_tokenizer_keeps_a_clean_suffix(tokenizer, text):
     for n in (1, 2, 5, 10, 33):
         a = prepare_answer(text, AnswerPolicy(strip_reasoning="off", max_response_tokens=n), starts)
         assert a.status is OK and text.endswith(a.text) and "\ufffd" not in a.text
-        assert a.dropped_tokens == total - n
+        # Never inside a character: up to 3 more tokens dropped (the pieces of a 4-byte character),
+        # or up to 3 more kept when the last character alone is more than n tokens.
+        assert total - n - 3 <= a.dropped_tokens <= total - n + 3
     assert prepare_answer(text, AnswerPolicy(max_response_tokens=total), starts).dropped_tokens == 0
 
 
@@ -157,11 +159,6 @@ def test_real_tokenizer_ascii_fits_n_tokens(tokenizer):
         assert len(_encode(tokenizer, kept)) <= n + BOUNDARY_MERGE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keep_last_tokens cuts at the character offset of the N-th last token; when that token is the 2nd "
-    "or 3rd byte-token of a multi-byte character, the offset is the character's start, so the kept text "
-    "also holds the character's earlier byte-tokens: N+2 tokens for a 3-byte CJK character (N+3 possible "
-    "for 4-byte ones), and dropped_tokens over-counts by as many."))
 @pytest.mark.parametrize("text", ["日本語の文章 " * 50, "🙂 emoji 😀😀 " * 30])
 def test_real_tokenizer_multibyte_fits_n_tokens(tokenizer, text):
     from rrm_server.prompt.template import PromptBuilder
