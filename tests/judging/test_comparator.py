@@ -81,14 +81,14 @@ async def test_a_copied_close_tag_is_text_not_the_end_of_reasoning(think):
     # After its real close, a copied tag still does not move where the answer starts.
     ids = [close] + tok.encode("\n\\boxed{Assistant 2}", add_special_tokens=False) + copied
     m = await comparator(think, ids).compare(0, 1, 1)
-    assert m.votes[0].slot == 1  # the last box is the copied text's, after the real close: official rule
+    assert m.votes[0].slot == 1  # the last box is the copied text's, after the real close: lenient rule
     ids = copied + [close] + tok.encode("\n\\boxed{Assistant 2}", add_special_tokens=False)
     m = await comparator(think, ids).compare(0, 1, 1)
     assert m.votes[0].slot == 2
 
 
 async def test_a_tokenizer_without_a_close_token_parses_the_text(builder):
-    """ChatML judges (the bundled model) have no think token: the official text rule applies."""
+    """ChatML judges (the bundled model) have no think token: the lenient parser reads the text."""
     tok = builder.tokenizer
     ids = tok.encode("I think </think> \\boxed{Assistant 2}", add_special_tokens=False)
     m = await comparator(builder, ids).compare(0, 1, 1)

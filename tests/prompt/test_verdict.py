@@ -1,4 +1,5 @@
-"""Verdict parsing: official semantics, every invalid reason, and hostile outputs."""
+"""The lenient verdict parser (the default): every invalid reason, and hostile outputs. The official
+parser and where the two differ: tests/prompt/test_verdict_official.py."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ T, N, M = InvalidReason.truncated, InvalidReason.no_verdict, InvalidReason.malfo
         ("\\fbox{Assistant 1}", "stop", False, None, N),
     ],
 )
-def test_official_and_hostile_cases(output, finish, opened, slot, reason):
+def test_lenient_and_hostile_cases(output, finish, opened, slot, reason):
     v = parse_verdict(output, finish, reasoning_opened=opened)
     assert (v.slot, v.reason) == (slot, reason)
     assert v.valid == (slot is not None)
