@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     reward_method: Literal["elo", "knockout"] = "elo"
     reward_votes: int = Field(default=2, ge=1, description="/get_reward votes per comparison (reference mode "
                               "splits them over both orders).")
+    reward_score: Literal["votes", "probability"] = Field(
+        default="votes", description="Reference mode: a sample's score is its win rate over the votes, or "
+        "p(it is better than the reference) averaged over both presentation orders (continuous).")
     reward_opponents: int | None = Field(default=None, ge=1, description="Group mode with ELO: each sample "
                                          "meets this many others (sparse tournament); unset: all of them.")
     empty_response_reward: float = Field(default=-1.0, ge=-1.0, le=1.0, description="Reward of a degenerate "

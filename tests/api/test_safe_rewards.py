@@ -254,3 +254,15 @@ def test_metrics_report_position_and_degenerate_answers(svc):
     text = httpx.get(url + "/metrics").text
     assert 'rrm_verdict_slots_total{slot="1"}' in text and 'rrm_verdict_slots_total{slot="2"}' in text
     assert 'rrm_degenerate_answers_total{status="empty"}' in text
+
+
+def test_reference_reward_from_the_debiased_probability(model_dir, tokenizer):
+    engine = ScriptedEngine(tokenizer=tokenizer)
+    # Longer is better, p 0.9 when the better one is shown first, 0.3 -> 0.7 when second.
+    engine.probability = lambda s: 0.9 if len(s.first) >= len(s.second) else 0.3
+    settings = Settings(model=str(model_dir), reward_score="probability", reward_votes=2)
+    with serve_in_thread(build_app(settings, engine=engine, tokenizer=tokenizer)) as url:
+        out = post(url, "/get_reward", {"query": [PROMPT + "A ripe banana.<|im_end|>", PROMPT + "<|im_end|>"],
+                                        "prompts": [PROMPT] * 2, "labels": ["fig"] * 2, "mode": "reference"})
+    assert out["scores"][0] == pytest.approx((0.9 + 0.7) / 2) and out["rewards"][0] == pytest.approx(0.6)
+    assert out["rewards"][1] == -1.0 and out["extra_logs"]["rrm_empty"] == [0.0, 1.0]

@@ -160,6 +160,9 @@ class RewardServing:
             return SampleScore(score, False, res.answers[0].status, 1, empty=True)
         t = res.tally
         rate = win_rate(t.first, t.second)
+        if self.settings.reward_score == "probability" and res.p_first is not None and t.first + t.second:
+            # p(sample better than the reference), averaged over both orders (order=both).
+            rate = res.p_first
         if rate is None:
             return SampleScore(NEUTRAL_SCORE, True, "no_valid_votes", 1, 0, t.invalid)
         return SampleScore(rate, False, "ok", 1, t.first + t.second, t.invalid)
