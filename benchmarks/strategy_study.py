@@ -159,10 +159,14 @@ def plot(rows: list[dict], path) -> None:  # type: ignore[no-untyped-def]
         ax.scatter([], [], color=col, label=kind)
     for m, mk in markers.items():
         ax.scatter([], [], color="gray", marker=mk, label=m)
+    _finish(fig, ax, "GSM8K best-of-N, simulated judge (per-vote accuracy %.2f)" % rows[0]["judge_accuracy"], path)
+
+
+def _finish(fig, ax, title: str, path) -> None:  # type: ignore[no-untyped-def]
     ax.set_xscale("log")
     ax.set_xlabel("engine calls per question (log)")
     ax.set_ylabel("best-of-N selection accuracy")
-    ax.set_title("GSM8K best-of-N, simulated judge (per-vote accuracy %.2f)" % rows[0]["judge_accuracy"])
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -181,14 +185,7 @@ def plot_sparse(rows: list[dict], path) -> None:  # type: ignore[no-untyped-def]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
         for x, y, n in pts:
             ax.annotate(f"N={n}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("engine calls per question (log)")
-    ax.set_ylabel("best-of-N selection accuracy")
-    ax.set_title("Sparse tournaments, simulated judge (per-vote accuracy %.2f)" % rows[0]["judge_accuracy"])
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _finish(fig, ax, "Sparse tournaments, simulated judge (per-vote accuracy %.2f)" % rows[0]["judge_accuracy"], path)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from rrm_server.eval.metrics import (
     Mean,
     Rate,
     bon_metrics,
+    debiased_pick,
+    official_credit,
     pair_metrics,
     pool_pick,
     position_consistent,
@@ -165,6 +167,29 @@ def test_pair_metrics_both_orders():
     assert m.picks == {"a": 1, "b": 2, "tie": 1, "invalid": 0}
     assert (m.accuracy_by_order["as_given"].k, m.accuracy_by_order["swapped"].k) == (2, 2)
     assert (m.first_slot_rate.k, m.first_slot_rate.n) == (4, 7)
+
+
+def test_official_accuracy_gives_invalid_picks_half_credit():
+    recs = [R("a", J(2, 0)), R("b", J(2, 0)), R("a", J(invalid=2)), R("b", J(1, 1))]
+    m = pair_metrics(recs)
+    assert m.accuracy.k == 1 and m.accuracy_official.value == pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+    assert official_credit("tie", "tie") == 1.0 and official_credit("a", "tie") == 0.0
+
+
+def test_debiased_pick_weighs_each_order_the_same():
+    # A slot-1 judge: 3 of 4 votes as given for a, 1 swapped vote for b (its slot 1): pooled a wins 3-1,
+    # balanced it is a tie.
+    js = [J(3, 0, slot1_votes=3), J(0, 1, swapped=True, slot1_votes=1)]
+    assert pool_pick(js) == "a" and debiased_pick(js) == "tie"
+    # Probabilities in both orders decide: (0.9 + 0.4) / 2 > 0.5.
+    assert debiased_pick([J(1, 0, p_a=0.9), J(0, 1, swapped=True, p_a=0.4)]) == "a"
+    assert debiased_pick([J(1, 0, p_a=0.7), J(0, 1, swapped=True, p_a=0.2)]) == "b"
+    # One order only, or an order without valid votes: the pooled pick.
+    assert debiased_pick([J(2, 1)]) == "a"
+    assert debiased_pick([J(0, 2), J(invalid=1, swapped=True)]) == "b"
+    m = pair_metrics([R("a", *js), R("a", J(1, 0, p_a=0.9), J(0, 1, swapped=True, p_a=0.4))])
+    assert (m.accuracy.k, m.accuracy_debiased.k, m.accuracy_debiased.n) == (1, 1, 2)
+    assert pair_metrics([R("a", J(1, 0))]).accuracy_debiased is None
 
 
 judgment_st = st.builds(
