@@ -81,6 +81,7 @@ def test_v1_rewards_gives_degenerate_answers_the_lowest_reward(svc):
         {"query": "q", "responses": ["", "apple"], "method": "knockout"},
         {"query": "q", "responses": [""]},
         {"query": "q", "responses": ["alone"]},
+        {"query": "q", "responses": ["<think>and then I never stop", "kiwi", "figs"]},
     ]})
     g = out["groups"]
     assert g[0]["empty"] == [False, True, False, False] and g[0]["rewards"][1] == -1.0
@@ -88,6 +89,8 @@ def test_v1_rewards_gives_degenerate_answers_the_lowest_reward(svc):
     assert g[1]["rewards"][0] == -1.0 and g[1]["neutral"] == [False, True]  # the real one: no judged result
     assert g[2]["rewards"] == [-1.0] and g[2]["empty"] == [True] and g[2]["neutral"] == [False]
     assert g[3]["rewards"] == [0.0] and g[3]["neutral"] == [True]
+    assert g[4]["empty"] == [True, False, False] and g[4]["rewards"] == [-1.0, -1.0, 1.0]
+    assert g[4]["answers"][0]["status"] == "unclosed_reasoning"
 
 
 def test_empty_response_reward_is_configurable_but_never_above_a_real_answer(model_dir, tokenizer):
@@ -266,3 +269,13 @@ def test_reference_reward_from_the_debiased_probability(model_dir, tokenizer):
                                         "prompts": [PROMPT] * 2, "labels": ["fig"] * 2, "mode": "reference"})
     assert out["scores"][0] == pytest.approx((0.9 + 0.7) / 2) and out["rewards"][0] == pytest.approx(0.6)
     assert out["rewards"][1] == -1.0 and out["extra_logs"]["rrm_empty"] == [0.0, 1.0]
+
+
+def test_v1_rewards_sparse_groups(svc):
+    url, _ = svc
+    responses = ["x" * (i + 1) for i in range(8)]
+    g = post(url, "/v1/rewards", {"groups": [{"query": "q", "responses": responses, "opponents": 2},
+                                             {"query": "q", "responses": responses[:3], "opponents": 2}]})["groups"]
+    assert g[0]["usage"]["votes_used"] == 8  # a ring: each response meets 2 others
+    assert g[0]["rewards"][7] == 1.0 and g[0]["rewards"][0] == -1.0
+    assert g[1]["usage"]["votes_used"] == 3  # a group of 3 plays all its pairs
