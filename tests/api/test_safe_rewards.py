@@ -81,7 +81,7 @@ def test_v1_rewards_gives_degenerate_answers_the_lowest_reward(svc):
         {"query": "q", "responses": ["", "apple"], "method": "knockout"},
         {"query": "q", "responses": [""]},
         {"query": "q", "responses": ["alone"]},
-        {"query": "q", "responses": ["<think>and then I never stop", "kiwi", "figs"]},
+        {"query": "q", "responses": ["<think>and then I never stop", "fig", "kiwi"]},
     ]})
     g = out["groups"]
     assert g[0]["empty"] == [False, True, False, False] and g[0]["rewards"][1] == -1.0
