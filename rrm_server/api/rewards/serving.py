@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Awaitable, Iterable, TypeVar
 
-from rrm_server.api.judge.protocol import AnswerOut, PairwiseRequest, RankRequest, SamplingFields
+from rrm_server.api.judge.protocol import AnswerOut, PairwiseRequest, RankRequest, SamplingFields, UsageOut
 from rrm_server.api.judge.serving import JudgeServing, answers_out, usage_out
 from rrm_server.api.rewards.protocol import (
     GetRewardRequest,
@@ -63,26 +63,20 @@ class RewardServing:
         return RewardsResponse(id=f"rewards-{uuid.uuid4().hex}", model=self.judge.model.name, groups=list(results))
 
     async def _group(self, g: RewardGroup, sampling: dict, model: str | None) -> GroupRewards:
-        if len(g.responses) == 1:
+        if len(g.responses) == 1:  # nothing to compare: alone (neutral), or degenerate
             answers = answers_out(await self.judge.prepare(RankRequest.model_construct(**sampling), g.responses))
-            scores = self._with_degenerate([None], answers)
-            return GroupRewards(rewards=[reward_from_score(s) for s, _ in scores], scores=[s for s, _ in scores],
-                                neutral=[n for _, n in scores], empty=[a.status != "ok" for a in answers],
-                                ranking=[0], best=None, answers=answers, usage=usage_out(Usage()))
+            return self._group_rewards([None], answers, [0], None, usage_out(Usage()))
         res = await self.judge.rank(RankRequest(
             query=g.query, responses=g.responses, method=g.method, model=model,
             opponents=_opponents(g.opponents, len(g.responses)), **sampling))
-        scores = self._with_degenerate(group_scores(res), res.answers)
-        return GroupRewards(
-            rewards=[reward_from_score(s) for s, _ in scores],
-            scores=[s for s, _ in scores],
-            neutral=[n for _, n in scores],
-            empty=[a.status != "ok" for a in res.answers],
-            ranking=res.ranking,
-            best=res.best,
-            answers=res.answers,
-            usage=res.usage,
-        )
+        return self._group_rewards(group_scores(res), res.answers, res.ranking, res.best, res.usage)
+
+    def _group_rewards(self, judged: list[float | None], answers: list[AnswerOut], ranking: list[int],
+                       best: int | None, usage: UsageOut) -> GroupRewards:
+        scores = self._with_degenerate(judged, answers)
+        return GroupRewards(rewards=[reward_from_score(s) for s, _ in scores], scores=[s for s, _ in scores],
+                            neutral=[n for _, n in scores], empty=[a.status != "ok" for a in answers],
+                            ranking=ranking, best=best, answers=answers, usage=usage)
 
     def _with_degenerate(self, scores: list[float | None], answers: list[AnswerOut]) -> list[tuple[float, bool]]:
         """(score, neutral) per response: judged, neutral for lack of a result, or a degenerate answer's
