@@ -62,14 +62,9 @@ def elo_ratings(
 BT_PRIOR_DRAW_WEIGHT = 0.1
 
 
-def bradley_terry_ratings(n: int, games: Sequence[Game], prior: float = BT_PRIOR_DRAW_WEIGHT,
-                          prior_pairs: Sequence[tuple[int, int]] | None = None) -> list[float]:
-    """Bradley-Terry strengths on the Elo scale (1000 = average), independent of game order.
-
-    ``prior_pairs``: the pairs that get the virtual draw (default: every pair). A sparse tournament
-    gives it to the pairs it plays only: over all N(N-1)/2 pairs the prior would outweigh the few
-    real games (N = 32, 4 opponents: 49.6 virtual games against 64 real ones)."""
-    pairs = list(prior_pairs) if prior_pairs is not None else [(i, j) for i in range(n) for j in range(i + 1, n)]
+def bradley_terry_ratings(n: int, games: Sequence[Game], prior: float = BT_PRIOR_DRAW_WEIGHT) -> list[float]:
+    """Bradley-Terry strengths on the Elo scale (1000 = average), independent of game order."""
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     xs = [g.a for g in games] + [i for i, _ in pairs]
     ys = [g.b for g in games] + [j for _, j in pairs]
     winners = [_winner(g.result) for g in games] + [evalica.Winner.Draw] * len(pairs)

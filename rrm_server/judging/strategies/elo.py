@@ -74,8 +74,7 @@ class EloStrategy(Strategy):
                 games.append(Game(m.a, m.b, 0.5))
 
         if options.rating == "bradley_terry" or (options.rating is None and options.opponents is not None):
-            played = None if options.opponents is None else sorted({(m.a, m.b) for m in matches})
-            ratings = bradley_terry_ratings(n, games, prior_pairs=played)
+            ratings = bradley_terry_ratings(n, games)
         else:
             ratings = elo_ratings(n, games)
         position = {i: k for k, i in enumerate(tiebreak_order(n, options.seed))}
