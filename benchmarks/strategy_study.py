@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the plots go")
     args = ap.parse_args()
     rows, sparse = [], []
-    for n in map(int, args.sizes.split(",")):
+    for n in (map(int, args.sizes.split(",")) if args.sizes else ()):
         for r in asyncio.run(study(n, args.accuracy, limit=args.limit)):
             r["judge_accuracy"] = args.accuracy
             rows.append(r)
