@@ -38,6 +38,8 @@ K = 5
 CONFIGS = [
     Config("elo fixed k=5", "elo", {"votes": K, "early_stop": False}),
     Config("elo early-stop k<=5", "elo", {"votes": K}),
+    # From 2 votes the default is both orders, in swapped pairs; one order shows what pairing costs.
+    Config("elo early-stop k<=5 one order", "elo", {"votes": K, "order": "random"}),
     Config("elo adaptive 1..5", "elo", {"votes": 1, "adaptive_votes": K, "target_confidence": 0.85}),
     Config("knockout fixed k=5", "knockout", {"votes": K, "early_stop": False}),
     Config("knockout early-stop k<=5", "knockout", {"votes": K}),
