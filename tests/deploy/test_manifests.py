@@ -58,8 +58,10 @@ def test_dockerfile_variants_and_entrypoint():
     assert re.search(r"^FROM .* AS base-cpu$", text, re.M)
     assert "FROM base-${VARIANT}" in text
     # The GPU base and the pinned vllm extra must agree.
-    pinned = re.search(r'gpu = \["vllm==([\d.]+)"\]', (ROOT / "pyproject.toml").read_text())
+    pinned = re.search(r'gpu = \[.*"vllm==([\d.]+)"\]', (ROOT / "pyproject.toml").read_text())
     assert pinned and f"ARG VLLM_VERSION={pinned.group(1)}" in text
+    # The GPU image installs the server extra on top of the image's vLLM (the base install is the client).
+    assert 'ENV RRM_PIP_TARGET=".[server]"' in text
     assert 'ENTRYPOINT ["rrm-server", "serve"]' in text
     assert re.search(r"^USER \d+$", text, re.M), "numeric non-root user (runAsNonRoot can check it)"
 
