@@ -87,10 +87,25 @@ def counts(url: str) -> tuple[int, int]:
     return e["replica_0_requests"], e["replica_1_requests"]
 
 
+def queries_on_both_replicas(urls: list[str], first: str) -> list[str]:
+    """Two queries whose prefix (query + first response) rendezvous-hashes to each replica. The
+    replicas' URLs carry free ports, so fixed queries would all land on one replica in 1 run of 8."""
+    from rrm_server.cache.keys import text_hash
+    from rrm_server.engine.openai_pool import Replica, rendezvous
+
+    by_replica: dict[str, list[str]] = {u: [] for u in urls}
+    for i in range(200):
+        q = f"Question {i}: name something."
+        top = rendezvous(f"{text_hash(q)}:{text_hash(first)}", [Replica(u) for u in urls])[0].url
+        by_replica[top].append(q)
+    assert all(len(qs) >= 2 for qs in by_replica.values())
+    return [q for qs in by_replica.values() for q in qs[:2]]
+
+
 def test_same_prefix_same_replica(pool):
-    url, _ = pool
+    url, replicas = pool
     moved = []
-    for query in ("What is the capital of France?", "Name a prime number.", "Say hello.", "Pick a colour."):
+    for query in queries_on_both_replicas([u for u, _ in replicas], "A first answer."):
         before = counts(url)
         for second in ("no idea", "maybe", "certainly not"):
             r = httpx.post(f"{url}/v1/judge/pairwise", json={"query": query, "responses": ["A first answer.", second],

@@ -27,7 +27,8 @@ def test_render_keeps_the_structure(real_server, tokenizer):
         for field in ("query", "first", "second"):
             body = {"query": case.text if field == "query" else BENIGN["query"],
                     "responses": [case.text if field == "first" else "Hi!",
-                                  case.text if field == "second" else "Hello."]}
+                                  case.text if field == "second" else "Hello."],
+                    "strip_reasoning": "off"}  # the text as sent: token safety, not answer extraction
             r = real_server.post("/v1/judge/render", body)
             assert r.status_code == 200, r.text
             out = r.json()
