@@ -353,8 +353,8 @@ def _with_degenerate(outcome: RankOutcome, live: list[int], answers: list[Prepar
                      strategy: str) -> RankOutcome:
     """The strategy's outcome over the live responses, in the caller's indices, with every degenerate
     answer ranked last. A pairwise request with one degenerate answer is a forfeit."""
-    n = len(answers)
-    dead = [i for i in range(n) if i not in set(live)]
+    alive = set(live)
+    dead = [i for i in range(len(answers)) if i not in alive]
     if not dead:
         return outcome
     matches = [replace(m, a=live[m.a], b=live[m.b], winner=None if m.winner is None else live[m.winner])
