@@ -279,3 +279,14 @@ def test_v1_rewards_sparse_groups(svc):
     assert g[0]["usage"]["votes_used"] == 8  # a ring: each response meets 2 others
     assert g[0]["rewards"][7] == 1.0 and g[0]["rewards"][0] == -1.0
     assert g[1]["usage"]["votes_used"] == 3  # a group of 3 plays all its pairs
+
+
+def test_group_deadline_still_gives_degenerate_samples_the_lowest_reward(model_dir, tokenizer):
+    engine = ScriptedEngine(tokenizer=tokenizer, delay=2.0)  # slower than the group's deadline
+    settings = Settings(model=str(model_dir), reward_mode="group", reward_group_size=3, reward_group_wait=5,
+                        reward_group_deadline=0.3)
+    with serve_in_thread(build_app(settings, engine=engine, tokenizer=tokenizer)) as url:
+        out = post(url, "/get_reward", {"query": [PROMPT + t + "<|im_end|>" for t in ("Kiwi", "", "Fig")],
+                                        "prompts": [PROMPT] * 3})
+    assert out["extra_logs"]["rrm_neutral"] == [1.0, 0.0, 1.0]  # the real ones: no result in time
+    assert out["rewards"] == [0.0, -1.0, 0.0] and out["extra_logs"]["rrm_empty"] == [0.0, 1.0, 0.0]

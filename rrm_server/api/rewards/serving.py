@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Awaitable, Iterable, TypeVar
 
 from rrm_server.api.judge.protocol import AnswerOut, PairwiseRequest, RankRequest, SamplingFields, UsageOut
@@ -133,6 +134,14 @@ class RewardServing:
                                  for (_, q, r), label in zip(samples, req.labels))
         else:
             results = await asyncio.gather(*(self.groups.submit(key, q, r) for key, q, r in samples))
+            if any(r.reason == "deadline" for r in results):
+                # A group that missed its deadline has no judged result, but a degenerate sample
+                # still gets its rule (capped by the real samples' neutral 0), never the neutral score.
+                answers = answers_out(await self.judge.prepare(RankRequest.model_construct(),
+                                                               [t for _, _, t in samples]))
+                low = score_from_reward(degenerate_reward(self.settings.empty_response_reward, [0.0]))
+                results = [replace(r, score=low, neutral=False, reason=a.status, empty=True)
+                           if r.reason == "deadline" and a.status != "ok" else r for r, a in zip(results, answers)]
         return GetRewardResponse(
             rewards=[reward_from_score(s.score) for s in results],
             scores=[s.score for s in results],
