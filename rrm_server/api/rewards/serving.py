@@ -65,7 +65,7 @@ class RewardServing:
 
     async def _group(self, g: RewardGroup, sampling: dict, model: str | None) -> GroupRewards:
         if len(g.responses) == 1:  # nothing to compare: alone (neutral), or degenerate
-            answers = answers_out(await self.judge.prepare(RankRequest.model_construct(**sampling), g.responses))
+            answers = await self._answers(g.responses, sampling)
             return self._group_rewards([None], answers, [0], None, usage_out(Usage()))
         res = await self.judge.rank(RankRequest(
             query=g.query, responses=g.responses, method=g.method, model=model,
@@ -78,6 +78,10 @@ class RewardServing:
         return GroupRewards(rewards=[reward_from_score(s) for s, _ in scores], scores=[s for s, _ in scores],
                             neutral=[n for _, n in scores], empty=[a.status != "ok" for a in answers],
                             ranking=ranking, best=best, answers=answers, usage=usage)
+
+    async def _answers(self, responses: list[str], fields: dict | None = None) -> list[AnswerOut]:
+        """What the judge reads of responses it will not rank (a group of one, a missed deadline)."""
+        return answers_out(await self.judge.prepare(RankRequest.model_construct(**(fields or {})), responses))
 
     def _with_degenerate(self, scores: list[float | None], answers: list[AnswerOut]) -> list[tuple[float, bool]]:
         """(score, neutral) per response: judged, neutral for lack of a result, or a degenerate answer's
@@ -136,12 +140,12 @@ class RewardServing:
             results = await asyncio.gather(*(self.groups.submit(key, q, r) for key, q, r in samples))
             if any(r.reason == "deadline" for r in results):
                 # A group that missed its deadline has no judged result, but a degenerate sample
-                # still gets its rule (capped by the real samples' neutral 0), never the neutral score.
-                answers = answers_out(await self.judge.prepare(RankRequest.model_construct(),
-                                                               [t for _, _, t in samples]))
-                low = score_from_reward(degenerate_reward(self.settings.empty_response_reward, [0.0]))
-                results = [replace(r, score=low, neutral=False, reason=a.status, empty=True)
-                           if r.reason == "deadline" and a.status != "ok" else r for r, a in zip(results, answers)]
+                # still gets its rule (capped by the real samples' neutral score), never the neutral one.
+                answers = await self._answers([t for _, _, t in samples])
+                rule = self._with_degenerate([None] * len(samples), answers)
+                results = [replace(r, score=score, neutral=False, reason=a.status, empty=True)
+                           if r.reason == "deadline" and a.status != "ok" else r
+                           for r, a, (score, _) in zip(results, answers, rule)]
         return GetRewardResponse(
             rewards=[reward_from_score(s.score) for s in results],
             scores=[s.score for s in results],
@@ -173,7 +177,7 @@ class RewardServing:
     async def _rank_group(self, question: str, responses: list[str]) -> list[SampleScore]:
         n = len(responses)
         if n == 1:
-            answers = answers_out(await self.judge.prepare(RankRequest.model_construct(), responses))
+            answers = await self._answers(responses)
             (score, neutral), = self._with_degenerate([None], answers)
             empty = answers[0].status != "ok"
             return [SampleScore(score, neutral, answers[0].status if empty else "alone", 1, empty=empty)]

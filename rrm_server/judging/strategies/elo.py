@@ -60,9 +60,7 @@ class EloStrategy(Strategy):
         random.Random(derive_seed(options.seed, "elo-feed")).shuffle(feed)
         games = []
         for m in (matches[i] for i in feed):
-            if m.decided_by == "forfeit":
-                pass
-            elif m.tally.valid == 0 and options.invalid_matches == "coin":
+            if m.tally.valid == 0 and options.invalid_matches == "coin":
                 # The official ELO script's rule for an invalid judgment: a random winner (seeded here).
                 m.winner = (m.a, m.b)[derive_seed(options.seed, "coin", m.a, m.b) & 1]
                 m.decided_by = "coin"
