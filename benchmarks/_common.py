@@ -17,9 +17,19 @@ from typing import Iterator
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT.parent / "shared" / "data"  # the evaluation data beside the checkout (not part of the repo)
+PANDALM = DATA / "pandalm" / "testset-v1.json"
+GSM8K_BON = DATA / "gsm8k-bon" / "example_model_solutions.jsonl"
 # run_all --smoke points this elsewhere so smoke runs never overwrite recorded results.
 RESULTS = Path(os.environ.get("RRM_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
+
+
+def missing_data(*paths: Path) -> str | None:
+    """None when every one of ``paths`` (files under DATA) exists; else why not, naming the folder."""
+    if not DATA.is_dir():
+        return f"benchmark data folder {DATA} not found (../shared/data beside the checkout)"
+    absent = [str(p) for p in paths if not p.exists()]
+    return f"benchmark data {', '.join(absent)} not found (in {DATA})" if absent else None
 
 
 def machine() -> dict:

@@ -36,7 +36,8 @@ async def lookup_cost(url: str, prefix: str, keys: int = 84, rounds: int = 200) 
     """Per-comparison cost of VoteCache.fetch on all-hit keys, memory and Redis, in this process."""
     from rrm_server.cache import MemoryBackend, RedisBackend
     from rrm_server.cache.store import CacheStats, Job, VoteCache
-    from rrm_server.judging.comparator import Judgment, JudgmentCodec
+    from rrm_server.judging.votes import Judgment
+    from rrm_server.serving.matches import JudgmentCodec
 
     codec = JudgmentCodec(valid_ttl=600, invalid_ttl=60, store_output=True, need_output=False)
     value = Judgment(1, None, "stop", 600, 128, "x" * 600)

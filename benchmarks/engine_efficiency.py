@@ -30,11 +30,12 @@ def offline(prompts_file: Path, max_tokens: int) -> None:
     from vllm.inputs import TokensPrompt
 
     from rrm_server.engine.vllm_local import engine_kwargs
+    from rrm_server.serving.runtime import resolve_model_path
     from rrm_server.settings import Settings
 
     data = json.loads(prompts_file.read_text())
     settings = Settings()
-    kwargs = engine_kwargs(settings, str(settings.resolve_model_path()))
+    kwargs = engine_kwargs(settings, resolve_model_path(settings))
     t_load = time.perf_counter()
     llm = LLM(**kwargs)
     load_s = time.perf_counter() - t_load

@@ -30,6 +30,21 @@ SUITES: dict[str, tuple[str, dict, dict]] = {
                  {"questions": 1, "concurrency": 2, "max_tokens": 2}),
     "cold_start": ("benchmarks.cold_start", {}, {}),
 }
+# The shared data each suite reads, under ../shared/data (benchmarks/_common.py DATA).
+DATA_NEEDED: dict[str, tuple[str, ...]] = {
+    "gateway_overhead": ("pandalm/testset-v1.json",),
+    "engine_efficiency": ("pandalm/testset-v1.json",),
+    "naive_client": ("gsm8k-bon/example_model_solutions.jsonl",),
+    "replicas": ("gsm8k-bon/example_model_solutions.jsonl",),
+}
+
+
+def missing_data(suites: list[str]) -> str | None:
+    """Why these suites cannot run here (their data is absent, the folder named), or None."""
+    from benchmarks._common import DATA, missing_data as missing
+
+    needed = dict.fromkeys(rel for name in suites for rel in DATA_NEEDED.get(name, ()))
+    return missing(*(DATA / rel for rel in needed)) if needed else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         module, full, smoke = SUITES[name]
         kwargs = smoke if args.smoke else full
         print(f"== {name} {kwargs}", flush=True)
+        if why := missing_data([name]):
+            print(f"{name}: {why}", file=sys.stderr)
+            failed.append(name)
+            continue
         t0 = time.perf_counter()
         try:
             run: Callable = importlib.import_module(module).run

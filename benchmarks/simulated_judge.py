@@ -9,11 +9,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rrm_server.api.judge.serving import JudgeServing
 from rrm_server.cache.store import VoteCache
 from rrm_server.engine.base import EngineClient, Generation, GenerationRequest, ModelInfo
 from rrm_server.prompt.template import rrm_prompt
-from rrm_server.settings import Settings
+from rrm_server.serving.judge import JudgeServing
+from rrm_server.serving.config import JudgeConfig
 
 
 @dataclass
@@ -52,7 +52,7 @@ class _InstantEngine(EngineClient):
     def ready(self) -> bool:
         return True
 
-    async def start(self) -> ModelInfo:
+    async def start(self, model_path: str | None = None) -> ModelInfo:
         return ModelInfo(type(self).__name__, "simulated", 1 << 20)
 
     async def abort(self, request_ids: Sequence[str]) -> None:
@@ -91,8 +91,8 @@ class SimulatedJudge(_InstantEngine):
 def simulated_serving(correct: dict[str, bool], accuracy: float, max_votes: int = 64) -> JudgeServing:
     builder = StubBuilder()
     engine = SimulatedJudge(builder, correct, accuracy)
-    settings = Settings(model="simulated", max_votes=max_votes, max_responses=64, cache_enabled=False)
-    return JudgeServing(settings, engine, builder, ModelInfo("simulated-judge", "simulated", 1 << 20),  # type: ignore[arg-type]
+    config = JudgeConfig(max_votes=max_votes, max_responses=64, cache_enabled=False)
+    return JudgeServing(config, engine, builder, ModelInfo("simulated-judge", "simulated", 1 << 20),  # type: ignore[arg-type]
                         VoteCache(backend=None), "simulated")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import DATA, machine, percentile, server_process, write_result
+from benchmarks._common import PANDALM, machine, missing_data, percentile, server_process, write_result
 from benchmarks.reliability import memory_mib
 
 # Latency drift is judged on a canary (the same uncached 8-token pairwise judgment every few seconds,
@@ -39,7 +39,7 @@ MAX_P50_DRIFT = 1.5
 
 
 def items() -> list[dict]:
-    raw = json.loads((DATA / "pandalm" / "testset-v1.json").read_text())[:60]
+    raw = json.loads(PANDALM.read_text())[:60]
     return [{"query": it["instruction"] + ("\n\n" + it["input"] if it["input"] else ""),
              "responses": [it["response1"] or "(empty)", it["response2"] or "(empty)"]} for it in raw]
 
@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before memory and latency count")
     args = ap.parse_args(argv)
+    if why := missing_data(PANDALM):  # before starting a server for nothing
+        print(why, file=sys.stderr)
+        return 2
     prefix = f"rrm-soak-{uuid.uuid4().hex[:6]}:"
     log = Path(tempfile.mkdtemp(prefix="rrm-soak-")) / "server.log"
     env = {"RRM_CACHE_URL": "redis://127.0.0.1:6379/0", "RRM_CACHE_PREFIX": prefix}

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._common import DATA, ROOT, machine, real_server, write_result
+from benchmarks._common import GSM8K_BON, ROOT, machine, missing_data, real_server, write_result
 from benchmarks.simulated_judge import simulated_serving
-from rrm_server.api.judge.protocol import RankRequest
+from rrm_server.protocol.judge import RankRequest
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_questions(n_candidates: int) -> list[tuple[str, list[str], list[bool]]]
     """The mixed questions; above 4 candidates, extra ones are re-drawn copies of the 4 (marked so
     their texts differ), keeping each question's mix of right and wrong."""
     out = []
-    for line in (DATA / "gsm8k-bon" / "example_model_solutions.jsonl").read_text().splitlines():
+    for line in GSM8K_BON.read_text().splitlines():
         row = json.loads(line)
         cands = [v for k, v in row.items() if isinstance(v, dict) and "solution" in v]
         flags = [bool(c["is_correct"]) for c in cands]
@@ -199,6 +199,8 @@ def main() -> None:
     ap.add_argument("--real-questions", type=int, default=3)
     ap.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the plots go")
     args = ap.parse_args()
+    if why := missing_data(GSM8K_BON):
+        raise SystemExit(why)
     rows, sparse = [], []
     for n in (map(int, args.sizes.split(",")) if args.sizes else ()):
         for r in asyncio.run(study(n, args.accuracy, limit=args.limit)):

@@ -16,7 +16,8 @@ import signal  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import uvicorn  # noqa: E402
-from pydantic_settings import CliApp  # noqa: E402
+from pydantic import create_model  # noqa: E402
+from pydantic_settings import BaseSettings, CliApp, CliSettingsSource  # noqa: E402
 
 from rrm_server.ops.logging import configure_logging  # noqa: E402
 from rrm_server.settings import Settings  # noqa: E402
@@ -24,7 +25,7 @@ from rrm_server.settings import Settings  # noqa: E402
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from rrm_server.runtime import Runtime
+    from rrm_server.serving.runtime import Runtime
 
 logger = logging.getLogger("rrm_server.serve")
 
@@ -63,6 +64,47 @@ USAGE = """usage: rrm-server [serve] [--flags]      start the HTTP service (see 
        rrm-server eval {pandalm,llmbar,jsonl,bon} [--flags]
                                          evaluate a judge on preference data (`rrm-server eval --help`)
 Every flag also reads from an RRM_* environment variable (e.g. --max-votes = RRM_MAX_VOTES)."""
+
+# What each command does, and the flags it reads (it accepts every `serve` flag; the rest do nothing).
+COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "serve": ("""\
+Start the HTTP service (the judge API) on --host:--port, with the engine --engine chooses.
+Every flag also reads from an RRM_* environment variable (--max-votes = RRM_MAX_VOTES); flags win.
+Other commands: `rrm-server help`.""", ()),
+    "prepare-model": ("""\
+Convert the bundled judge (SmolLM2-135M-Instruct) once into --model-cache-dir and print its
+directory; later runs find it there. With --model nothing is converted: it is printed as given.
+Each flag also reads from an RRM_* environment variable (--model = RRM_MODEL); flags win.""",
+                      ("model", "model_cache_dir")),
+    "cache-clear": ("""\
+Delete this service's cached votes from Redis (every key under --cache-prefix) and print how
+many were deleted. Needs --cache-url: the in-memory cache lives and dies with the server.
+Each flag also reads from an RRM_* environment variable (--cache-url = RRM_CACHE_URL); flags win.""",
+                    ("cache_url", "cache_prefix", "cache_timeout")),
+}
+
+
+def parse_settings(command: str, args: list[str]) -> Settings:
+    """``Settings`` from ``args`` and the environment, under ``rrm-server <command>``'s name. ``--help``
+    here prints every flag (serve's help); ``main`` answers the other commands' ``--help`` first."""
+    source = CliSettingsSource(Settings, cli_prog_name=f"rrm-server {command}")
+    source.root_parser.description = COMMANDS[command][0]
+    return CliApp.run(Settings, cli_args=args, cli_settings_source=source)
+
+
+def command_help(command: str) -> str:
+    """Help of a command that reads only a few of the settings: those flags, as `serve --help` shows them."""
+    description, names = COMMANDS[command]
+
+    class Base(BaseSettings):
+        model_config = Settings.model_config
+
+    fields: dict[str, Any] = {name: (Settings.model_fields[name].annotation, Settings.model_fields[name])
+                              for name in names}
+    subset = create_model(command.title().replace("-", "") + "Settings", __base__=Base, **fields)
+    parser = CliSettingsSource(subset, cli_prog_name=f"rrm-server {command}").root_parser
+    parser.description = description
+    return parser.format_help()
 
 
 def serve(settings: Settings) -> None:
@@ -106,21 +148,26 @@ def main(argv: list[str] | None = None) -> None:
         from rrm_server.eval.cli import main as eval_main
 
         sys.exit(eval_main(args))
+    if command in COMMANDS and command != "serve" and ("-h" in args or "--help" in args):
+        print(command_help(command), end="")
+        return
     if command in ("-h", "help") or args[:1] == ["--help"] and command != "serve":
         print(USAGE)
         return
     if command == "serve":
-        serve(CliApp.run(Settings, cli_args=args, cli_prog_name="rrm-server serve"))
+        serve(parse_settings("serve", args))
     elif command == "prepare-model":
         configure_logging("info", "text")
-        settings = CliApp.run(Settings, cli_args=args, cli_prog_name="rrm-server prepare-model")
-        print(settings.resolve_model_path())
+        settings = parse_settings("prepare-model", args)
+        from rrm_server.serving.runtime import resolve_model_path
+
+        print(resolve_model_path(settings))
     elif command == "cache-clear":
         import asyncio
 
         from rrm_server.cache import build_cache
 
-        settings = CliApp.run(Settings, cli_args=args, cli_prog_name="rrm-server cache-clear")
+        settings = parse_settings("cache-clear", args)
         if not settings.cache_url:
             print("no --cache-url / RRM_CACHE_URL: the in-memory cache lives and dies with the server", file=sys.stderr)
             sys.exit(2)

@@ -22,11 +22,17 @@ class ContextLengthExceeded(InvalidRequest):
     error_type = "context_length_exceeded"
 
 
-class NotReady(RRMError):
-    status_code = 503
-    error_type = "not_ready"
-
-
 class EngineFailure(RRMError):
     status_code = 503
     error_type = "engine_unavailable"
+
+
+class Unavailable(RRMError):
+    """The service cannot take work in its current state (loading, restarting, failed); the error
+    type names the state, the same on every endpoint."""
+
+    status_code = 503
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type

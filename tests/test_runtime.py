@@ -83,10 +83,10 @@ def test_crash_fails_in_flight_requests_fast_then_the_engine_is_restarted(model_
         for r in rs:
             assert r.status_code == 503, r.text
             err = r.json()["error"]
-            assert err["type"] in ("engine_unavailable", "not_ready"), err
+            assert err["type"] == "engine_unavailable", err
         assert "engine core process exited" in rs[0].json()["error"]["message"]
         ready = wait_status(url, "/ready", 503)
-        assert ready.json()["error"]["type"] in ("engine_unavailable", "not_ready")
+        assert ready.json()["error"]["type"] == "engine_unavailable"
         during = httpx.post(f"{url}/v1/judge/pairwise", json=PAIR)
         assert during.status_code == 503 and "GET /ready" in during.json()["error"]["message"]
         assert httpx.get(f"{url}/health").status_code == 200  # alive: no supervisor action needed
@@ -110,7 +110,7 @@ def test_restart_budget_spent_turns_health_red(model_dir, tokenizer):
         assert fatal and "supervisor" in fatal[0]
         assert engine.starts == 2  # no second restart
         r = httpx.post(f"{url}/v1/judge/pairwise", json=PAIR)
-        assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready"
+        assert r.status_code == 503 and r.json()["error"]["type"] == "engine_failed"
         assert httpx.get(f"{url}/ready").json()["error"]["type"] == "engine_failed"
 
 

@@ -11,12 +11,12 @@ from fastapi import FastAPI
 
 from rrm_server import __version__
 from rrm_server.api.errors import install_error_handlers
-from rrm_server.api.middleware import OpsMiddleware
-from rrm_server.api.judge.router import router as judge_router
-from rrm_server.api.ops.router import router as ops_router
-from rrm_server.api.rewards.router import router as rewards_router
+from rrm_server.api.middleware import install_middleware
+from rrm_server.api.judge import router as judge_router
+from rrm_server.api.ops import router as ops_router
+from rrm_server.api.rewards import router as rewards_router
 from rrm_server.engine import EngineClient
-from rrm_server.runtime import Runtime
+from rrm_server.serving.runtime import Runtime
 from rrm_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ def build_app(settings: Settings | None = None, engine: EngineClient | None = No
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(OpsMiddleware, settings=settings)
     app.include_router(ops_router)
     app.include_router(judge_router)
     app.include_router(rewards_router)
+    install_middleware(app, settings)
     return app
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from rrm_server.api.judge.serving import JudgeServing
-from rrm_server.api.rewards.serving import RewardServing
-from rrm_server.runtime import Runtime
+from rrm_server.serving.judge import JudgeServing
+from rrm_server.serving.rewards import RewardServing
+from rrm_server.serving.runtime import Runtime
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -9,35 +9,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rrm_server.errors import RRMError
+from rrm_server.protocol.errors import ErrorResponse, error_document
 
 logger = logging.getLogger(__name__)
 
 
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-    param: str | None = None
-    code: int
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-def _encodable(text: str) -> str:
-    # The error path must not fail: a lone surrogate echoed from a request cannot be UTF-8 encoded.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def error_response(status: int, type_: str, message: str, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    param = None if param is None else _encodable(param)
-    body = ErrorResponse(error=ErrorBody(type=type_, message=_encodable(message), param=param, code=status))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(error_document(status, type_, message, param).model_dump(), status_code=status,
+                        headers=headers)
 
 
 # Documented on every route so the OpenAPI schema names the shape clients must handle. "4XX" also keeps

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generic, Literal, Protocol, Sequence, TypeVar
 
 from rrm_server.cache.backends import CacheBackend, CacheUnavailable
+from rrm_server.concurrency import gather_all
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class VoteCache:
                     use_cache: bool = True) -> list[tuple[T, Source]]:
         if not use_cache or self.backend is None:
             stats.enabled = False
-            return [(await_value, "computed") for await_value in await _gather(j.compute() for j in jobs)]
+            return [(await_value, "computed") for await_value in await gather_all(j.compute() for j in jobs)]
 
         found: list[bytes | None] = [None] * len(jobs)
         try:
@@ -86,7 +87,7 @@ class VoteCache:
             else:
                 pending.append(i)
         if pending:
-            results = await _gather(self._join(jobs[i], codec, stats) for i in pending)
+            results = await gather_all(self._join(jobs[i], codec, stats) for i in pending)
             for i, r in zip(pending, results):
                 out[i] = r
         return out  # type: ignore[return-value]
@@ -109,6 +110,12 @@ class VoteCache:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 flight.task.cancel()  # nobody wants it any more: stop the engine work
+        if not mine and not codec.usable(value):
+            # The flight we joined answers a request that wanted less (no verdict probability, no
+            # reasoning kept): this one computes its own.
+            stats.coalesced -= 1
+            stats.misses += 1
+            return await self._produce(job, codec, stats)
         return value, source if mine else "coalesced"
 
     def _forget(self, key: str, flight: _Flight) -> None:
@@ -188,10 +195,3 @@ def _decode(codec: Codec[T], raw: bytes | None) -> T | None:
     except Exception:  # an entry from another version or a corrupted value: a miss, not an error
         return None
     return value if codec.usable(value) else None
-
-
-async def _gather(coros) -> list:  # type: ignore[no-untyped-def]
-    """Run concurrently; the first failure cancels the rest (they may be shared flights)."""
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(c) for c in coros]
-    return [t.result() for t in tasks]

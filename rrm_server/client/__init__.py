@@ -22,8 +22,8 @@ from typing import Any, Sequence, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from rrm_server.api.judge.protocol import PairwiseResponse, RankResponse
-from rrm_server.api.rewards.protocol import GetRewardResponse, RewardsResponse
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse
+from rrm_server.protocol.rewards import GetRewardResponse, RewardsResponse
 
 T = TypeVar("T", bound=BaseModel)
 RETRY_STATUS = {429, 503}

@@ -42,9 +42,13 @@ class EngineUnavailable(EngineError):
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What the engine really serves (a remote pool reports its replicas', not local settings)."""
+
     name: str
-    path: str
+    path: str  # where the weights are: a local directory, a hub id, or a replica's model root
     max_model_len: int
+    # Identity of the weights for cache keys; None: derived from the files at ``path`` (local weights).
+    fingerprint: str | None = None
 
 
 class EngineClient(abc.ABC):
@@ -54,9 +58,12 @@ class EngineClient(abc.ABC):
     @abc.abstractmethod
     def ready(self) -> bool: ...
 
+    model_path: str | None = None  # what start() was given: a restart loads the same
+
     @abc.abstractmethod
-    async def start(self) -> ModelInfo:
-        """Load the model; may take minutes. Returns what was loaded."""
+    async def start(self, model_path: str | None = None) -> ModelInfo:
+        """Load the model at ``model_path`` (resolved once by the runtime; a remote pool serves its
+        own weights and ignores it); may take minutes. Returns what is served."""
 
     @abc.abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation:
@@ -81,7 +88,7 @@ class EngineClient(abc.ABC):
     async def restart(self) -> ModelInfo:
         """Replace a dead engine with a fresh one (same model and arguments)."""
         await self.shutdown()
-        return await self.start()
+        return await self.start(self.model_path)
 
     def stats(self) -> dict[str, int]:
         """Cheap point-in-time numbers for /ready and metrics."""

@@ -8,9 +8,14 @@ Routing: comparisons that share a prefix (same query, same response shown first:
 healthy replicas, so that replica's prefix cache is hit; a replica already carrying much more than
 its share of in-flight requests hands new keys to the least loaded one (bounded load). Health checks
 take replicas out and back in. A request is retried on another replica only when it could not have
-run (connection refused or reset before a response) or the replica answered 5xx; never while it
-may still be running elsewhere. Cancelling a generation closes its HTTP request, which makes vLLM
-abort it.
+run (connection refused or reset before a response), the replica answered 5xx, or it did not answer
+within the read timeout (the request is closed, which aborts it there); never while it may still be
+running elsewhere. When every replica it could go to failed, the comparison fails (``EngineError``:
+an invalid vote); only when no replica is healthy is the pool unavailable. Cancelling a generation
+closes its HTTP request, which makes vLLM abort it.
+
+What is served is read from the replicas' ``/v1/models`` cards (id, root, max_model_len), not from
+local settings: all replicas must serve the same weights under the same id.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ from rrm_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 LOAD_FACTOR = 1.5  # a replica may carry this much more than the mean in-flight load before spilling
+# Seconds to wait for a replica's answer to one generation (a non-streamed completion sends nothing
+# until it is done). Generous: up to max_tokens (8k for the RRM) on a busy GPU, behind vLLM's own
+# queue, can take minutes; finite, so a replica that accepts and never answers cannot hold a
+# comparison forever; --engine-read-timeout (Settings.engine_read_timeout) sets it.
+ENGINE_READ_TIMEOUT = 900.0
+CONNECT_TIMEOUT = 5.0
+WRITE_TIMEOUT = 60.0  # sending one prompt (at most a few MB of JSON)
 
 
 @dataclass
@@ -45,6 +57,7 @@ class Replica:
     requests: int = 0
     failures: int = 0
     missed_checks: int = 0
+    mismatch: str | None = None  # why its model card keeps it out of the pool (logged once)
 
 
 def rendezvous(key: str, replicas: Sequence[Replica]) -> list[Replica]:
@@ -66,6 +79,7 @@ class OpenAIPoolEngine(EngineClient):
     _health_task: asyncio.Task | None = None
     _info: ModelInfo | None = None
     _turn: int = 0  # round-robin position
+    read_timeout: float | None = None  # None: settings.engine_read_timeout if any, else ENGINE_READ_TIMEOUT
 
     def __post_init__(self) -> None:
         urls = [u.strip().rstrip("/") for u in (self.settings.engine_url or "").split(",") if u.strip()]
@@ -77,8 +91,12 @@ class OpenAIPoolEngine(EngineClient):
     def ready(self) -> bool:
         return self._info is not None and any(r.healthy for r in self.replicas)
 
-    async def start(self) -> ModelInfo:
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0),
+    async def start(self, model_path: str | None = None) -> ModelInfo:
+        # model_path is the local copy (the tokenizer's); the replicas serve their own weights.
+        self._info = None
+        read = self.read_timeout or self.settings.engine_read_timeout
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(connect=CONNECT_TIMEOUT, read=read,
+                                                             write=WRITE_TIMEOUT, pool=None),
                                        limits=httpx.Limits(max_connections=4096, max_keepalive_connections=512))
         deadline = asyncio.get_running_loop().time() + self.settings.engine_start_timeout
         while True:
@@ -92,30 +110,96 @@ class OpenAIPoolEngine(EngineClient):
         self._health_task = asyncio.create_task(self._health_loop())
         return self._info
 
-    async def _model_info(self) -> ModelInfo:
+    async def _card(self, r: Replica) -> dict:
+        """The replica's card of the model this pool drives, from its ``/v1/models``."""
         assert self._http is not None
-        for r in self.replicas:
-            if not r.healthy:
+        data = (await self._http.get(f"{r.url}/v1/models", timeout=10)).json()["data"]
+        wanted = self.settings.engine_model or self.settings.served_model_name or self.settings.model
+        card = next((m for m in data if m["id"] == wanted), None)
+        if card is None:
+            if self.settings.engine_model:  # asked for explicitly: serving something else is an error
+                served = [m["id"] for m in data]
+                raise EngineUnavailable(f"replica {r.url} does not serve --engine-model "
+                                        f"{self.settings.engine_model!r}; it serves {served}")
+            card = data[0]
+        return card
+
+    async def _model_info(self) -> ModelInfo:
+        """What the healthy replicas serve. They must agree on the weights (card ``root``) and the
+        name requests are sent under (``id``): otherwise votes would depend on which replica a
+        comparison was routed to, and share cache keys across different models, so the pool refuses
+        to start rather than guess which replicas are right. A different context length alone is a
+        harmless configuration difference, made safe by using the smallest (every prompt then fits
+        every replica), with a warning."""
+        healthy = [r for r in self.replicas if r.healthy]
+        results = await asyncio.gather(*(self._card(r) for r in healthy), return_exceptions=True)
+        cards: dict[str, dict] = {}
+        for r, res in zip(healthy, results):
+            if isinstance(res, EngineUnavailable) or not isinstance(res, (Exception, dict)):
+                raise res  # a replica serves another model than the one asked for; or cancelled
+            if isinstance(res, Exception):
+                logger.warning("engine replica %s: no model card (%s: %s): taken out", r.url,
+                               type(res).__name__, res)
+                r.healthy = False
                 continue
-            data = (await self._http.get(f"{r.url}/v1/models", timeout=10)).json()["data"]
-            wanted = self.settings.engine_model or self.settings.served_model_name or self.settings.model
-            card = next((m for m in data if m["id"] == wanted), data[0])
-            self.model = card["id"]
-            return ModelInfo(name=self.settings.model_name, path=self.settings.model or card["id"],
-                             max_model_len=int(card.get("max_model_len") or self.settings.max_model_len or 4096))
-        raise EngineUnavailable("no healthy replica to read the model from")
+            cards[r.url] = res
+        if not cards:
+            raise EngineUnavailable("no healthy replica to read the model from")
+        served = {url: (c["id"], c.get("root") or c["id"]) for url, c in cards.items()}
+        if len(set(served.values())) > 1:
+            raise EngineUnavailable("engine replicas serve different models (id, root): "
+                                    + ", ".join(f"{u}: {v}" for u, v in served.items()))
+        model_id, root = next(iter(served.values()))
+        lens = {url: int(c["max_model_len"]) for url, c in cards.items() if c.get("max_model_len")}
+        if not lens:
+            if self.settings.max_model_len is None:
+                raise EngineUnavailable(f"the replicas' model cards have no max_model_len (vLLM reports it): "
+                                        f"set --max-model-len to theirs; cards: {list(cards.values())}")
+            max_model_len = self.settings.max_model_len  # only when the replicas do not say
+        else:
+            max_model_len = min(lens.values())
+            if len(set(lens.values())) > 1:
+                logger.warning("engine replicas report different max_model_len %s: using the smallest, %d",
+                               lens, max_model_len)
+        self.model = model_id  # what requests to the replicas name
+        # --served-model-name renames what this service reports (and requests must name); by default
+        # the replicas' own name.
+        fingerprint = "remote:" + hashlib.sha256(f"{root}\n{model_id}".encode()).hexdigest()[:16]
+        return ModelInfo(name=self.settings.served_model_name or model_id, path=root,
+                         max_model_len=max_model_len, fingerprint=fingerprint)
+
+    async def _admits(self, r: Replica) -> bool:
+        """A replica joining after start serves the same model, with room for the pool's context."""
+        assert self._info is not None
+        try:
+            card = await self._card(r)
+            why = None
+            if (card["id"], card.get("root") or card["id"]) != (self.model, self._info.path):
+                why = (f"serves {card['id']!r} from {card.get('root')!r}, "
+                       f"not {self.model!r} from {self._info.path!r}")
+            elif card.get("max_model_len") and int(card["max_model_len"]) < self._info.max_model_len:
+                why = f"max_model_len {card['max_model_len']} is below the pool's {self._info.max_model_len}"
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError, EngineUnavailable) as e:
+            why = f"no usable model card ({type(e).__name__}: {e})"
+        if why is not None and why != r.mismatch:
+            logger.error("engine replica %s kept out of the pool: %s", r.url, why)
+        r.mismatch = why
+        return why is None
 
     async def _check_all(self) -> None:
         await asyncio.gather(*(self._check(r) for r in self.replicas))
 
     async def _check(self, r: Replica) -> None:
         """A replica leaves after two failed checks in a row (a busy CPU box can miss one), or at
-        once when a request cannot reach it; it comes back with its first good check."""
+        once when a request cannot reach it; it comes back with its first good check (after start,
+        once its model card matches the pool's)."""
         assert self._http is not None
         try:
             ok = (await self._http.get(f"{r.url}/health", timeout=5.0)).status_code == 200
         except httpx.HTTPError:
             ok = False
+        if ok and not r.healthy and self._info is not None:
+            ok = await self._admits(r)
         r.missed_checks = 0 if ok else r.missed_checks + 1
         if not ok and r.healthy and r.missed_checks < 2:
             return
@@ -166,6 +250,8 @@ class OpenAIPoolEngine(EngineClient):
         while True:
             r = self.pick(key, tried)
             if r is None:
+                if any(x.healthy for x in self.replicas):  # the pool serves: this comparison failed
+                    raise EngineError(f"no engine replica could complete the request ({last})")
                 raise EngineUnavailable(f"no engine replica could take the request ({last})")
             tried.add(r.url)
             r.in_flight += 1
@@ -173,11 +259,20 @@ class OpenAIPoolEngine(EngineClient):
             try:
                 resp = await self._http.post(f"{r.url}/v1/completions", json=body,
                                              headers={"X-Request-Id": request.request_id})
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as e:
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
+                    httpx.ReadError) as e:
                 # Not delivered, or the replica died under it: it is not running there any more.
                 r.failures += 1
                 r.healthy = False
                 last = f"{r.url}: {type(e).__name__}"
+                continue
+            except httpx.TimeoutException as e:
+                # Write: never delivered whole. Read: no answer in time; httpx closes the request,
+                # which makes vLLM abort it, so it is not left running there. The replica stays in
+                # (it may only be busy): its health checks decide.
+                r.failures += 1
+                waited = f" after {self._http.timeout.read:g} s" if isinstance(e, httpx.ReadTimeout) else ""
+                last = f"{r.url}: {type(e).__name__}{waited}"
                 continue
             finally:
                 r.in_flight -= 1

@@ -88,8 +88,10 @@ class VLLMEngine(EngineClient):
     def ready(self) -> bool:
         return self._llm is not None and not self._llm.errored
 
-    async def start(self) -> ModelInfo:
-        model_path = await asyncio.to_thread(self.settings.resolve_model_path)
+    async def start(self, model_path: str | None = None) -> ModelInfo:
+        if model_path is None:
+            raise ValueError("the in-process engine needs the model path (the runtime resolves it)")
+        self.model_path = model_path
         args = engine_args_for(self.settings, model_path)
         from vllm.v1.engine.async_llm import AsyncLLM
 

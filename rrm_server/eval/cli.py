@@ -294,31 +294,9 @@ async def run_command(opts: EvalOptions, backend: Backend | None = None) -> int:
     outcome = RunOutcome()
     try:
         if todo:
-            if owned:
-                if backend.target == "local":
-                    print(f"starting the in-process judge ({backend.model}); this loads the engine",
-                          file=sys.stderr)
-                try:
-                    await backend.start()
-                except Exception as e:
-                    print(f"{PROG}: the judge failed to start: {type(e).__name__}: {e}", file=sys.stderr)
-                    return 2
-            tracker = RunningAccuracy()
-            judge = backend.judge
-
-            def work(it: Any) -> Any:
-                if opts.pairs:
-                    return judge_pair(judge, it, opts.judge, both_orders=opts.both_orders,
-                                      empty_placeholder=opts.empty_placeholder)
-                return judge_bon(judge, it, opts.judge, opts.methods)
-
-            def count(rec: Any) -> int:  # judgments (requests) per record, for the time per judgment
-                return len(rec.judgments) if opts.pairs else len(rec.methods)
-
-            outcome = await run_items(todo, work, store, concurrency=opts.concurrency,
-                                      max_errors=opts.max_errors, progress=opts.progress, total=len(items),
-                                      initial=len(items) - len(todo), judgments_of=count,
-                                      postfix=tracker.pair if opts.pairs else tracker.bon)
+            if owned and not await _start(backend):
+                return 2
+            outcome = await _judge_items(opts, backend, store, items, todo)
     finally:
         if owned:
             await backend.close()
@@ -331,6 +309,35 @@ async def run_command(opts: EvalOptions, backend: Backend | None = None) -> int:
               f"{' (stopped after --max-errors)' if outcome.aborted else ''}; their items are not counted "
               f"and a rerun retries them. First: {outcome.errors[0]}", file=sys.stderr)
     return 0 if pending == 0 else 1
+
+
+async def _start(backend: Backend) -> bool:
+    if backend.target == "local":
+        print(f"starting the in-process judge ({backend.model}); this loads the engine", file=sys.stderr)
+    try:
+        await backend.start()
+    except Exception as e:
+        print(f"{PROG}: the judge failed to start: {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _judge_items(opts: EvalOptions, backend: Backend, store: Any, items: list, todo: list) -> RunOutcome:
+    tracker = RunningAccuracy()
+    judge = backend.judge
+
+    def work(it: Any) -> Any:
+        if opts.pairs:
+            return judge_pair(judge, it, opts.judge, both_orders=opts.both_orders,
+                              empty_placeholder=opts.empty_placeholder)
+        return judge_bon(judge, it, opts.judge, opts.methods)
+
+    def count(rec: Any) -> int:  # judgments (requests) per record, for the time per judgment
+        return len(rec.judgments) if opts.pairs else len(rec.methods)
+
+    return await run_items(todo, work, store, concurrency=opts.concurrency, max_errors=opts.max_errors,
+                           progress=opts.progress, total=len(items), initial=len(items) - len(todo),
+                           judgments_of=count, postfix=tracker.pair if opts.pairs else tracker.bon)
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from rrm_server.api.judge.protocol import PairwiseResponse, RankResponse, UsageOut
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse, UsageOut
 from rrm_server.eval.data import Label
 
 # a / b: that response won; tie: valid votes split evenly; invalid: no valid vote at all (every vote

@@ -27,7 +27,8 @@ from typing import Any, Awaitable, Callable, Generic, Literal, Protocol, Sequenc
 import pydantic
 from pydantic import BaseModel, Field
 
-from rrm_server.api.judge.protocol import PairwiseResponse, RankResponse
+from rrm_server.concurrency import first_error
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse
 from rrm_server.eval.data import BonItem, PairItem
 from rrm_server.eval.metrics import pool_pick
 from rrm_server.eval.records import (
@@ -83,13 +84,6 @@ class SettingsMismatch(RunError):
     pass
 
 
-def root_cause(e: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups, for a readable message."""
-    while isinstance(e, BaseExceptionGroup) and e.exceptions:
-        e = e.exceptions[0]
-    return e
-
-
 # Request fields that belong to the item: a refusal about them is the item's, about anything else
 # (votes, max_tokens, the model) it is the run's configuration and would hit every item.
 ITEM_PARAMS = ("query", "responses")
@@ -102,7 +96,7 @@ def classify(exc: BaseException) -> tuple[Literal["refused", "fatal", "transient
     from rrm_server.client import RRMError as HTTPError
     from rrm_server.errors import ContextLengthExceeded, InvalidRequest
 
-    e = root_cause(exc)
+    e = first_error(exc)
 
     def about_item(param: object) -> bool:
         return isinstance(param, str) and param.split(".")[0] in ITEM_PARAMS

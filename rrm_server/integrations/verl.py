@@ -33,7 +33,7 @@ import threading
 from typing import Any
 
 from rrm_server.client import AsyncRRMClient, RRMClient
-from rrm_server.api.rewards.protocol import GetRewardResponse
+from rrm_server.protocol.rewards import GetRewardResponse
 
 _lock = threading.Lock()
 _sync: dict[tuple, RRMClient] = {}

@@ -81,22 +81,67 @@ def outcome_from_slot(slot: int | None, swapped: bool) -> Outcome:
     return Outcome.first if first_shown_wins != swapped else Outcome.second
 
 
+Source = Literal["cache", "computed", "coalesced"]
+
+
 @dataclass
-class Vote:
-    index: int
-    seed: int
-    swapped: bool
-    outcome: Outcome
-    slot: int | None = None
-    reason: InvalidReason | None = None
+class Judgment:
+    """One judge generation and its parsed verdict, in the order shown: what the cache stores."""
+
+    slot: int | None  # 1 or 2: the "Assistant" the judge picked; None: invalid (see reason)
+    reason: InvalidReason | None
     finish_reason: str | None = None
     prompt_tokens: int = 0
     generated_tokens: int = 0
     output: str | None = None
     error: str | None = None
-    source: str = "computed"  # "cache", "computed" (by this request) or "coalesced" (shared work)
-    p_first: float | None = None  # p(the pair's first response is better) from the verdict's logprobs
-    forced: bool = False
+    p_slot1: float | None = None  # p("Assistant 1") at the verdict, from the judge's log probabilities
+    forced: bool = False  # the verdict was read after closing the reasoning, not written by the judge
+    probed: bool = False  # the verdict probability was looked for (it may still be unavailable)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One vote of a match: the sample drawn (spec), what the judge said (judgment, in the order
+    shown) and where it came from. Everything about the pair (a, b) is derived from those two."""
+
+    spec: VoteSpec
+    judgment: Judgment
+    source: Source = "computed"
+
+    @classmethod
+    def of(cls, index: int, swapped: bool, outcome: Outcome, *, seed: int = 0,
+           reason: InvalidReason | None = None, p_first: float | None = None) -> Vote:
+        """A vote from its outcome in pair terms (for pure logic and tests)."""
+        slot = None if outcome is Outcome.invalid else 1 if (outcome is Outcome.first) != swapped else 2
+        p_slot1 = None if p_first is None else (1.0 - p_first if swapped else p_first)
+        return cls(VoteSpec(index, seed, swapped), Judgment(slot, reason, p_slot1=p_slot1))
+
+    @property
+    def index(self) -> int:
+        return self.spec.index
+
+    @property
+    def swapped(self) -> bool:
+        return self.spec.swapped
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_from_slot(self.judgment.slot, self.spec.swapped)
+
+    @property
+    def reason(self) -> InvalidReason | None:
+        return self.judgment.reason
+
+    @property
+    def forced(self) -> bool:
+        return self.judgment.forced
+
+    @property
+    def p_first(self) -> float | None:
+        """p(the pair's first response is better) from the verdict's log probabilities."""
+        p = self.judgment.p_slot1
+        return None if p is None else (1.0 - p if self.spec.swapped else p)
 
 
 @dataclass
@@ -133,7 +178,7 @@ def tally(votes: Iterable[Vote]) -> Tally:
 
 def majority(outcomes: Sequence[Outcome]) -> int | None:
     """Winner (0/1) of a list of outcomes, None when tied or all invalid."""
-    return tally(Vote(i, 0, False, o) for i, o in enumerate(outcomes)).winner
+    return tally(Vote.of(i, False, o) for i, o in enumerate(outcomes)).winner
 
 
 @dataclass(frozen=True)

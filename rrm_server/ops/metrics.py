@@ -55,8 +55,8 @@ def record_usage(usage, votes) -> None:  # type: ignore[no-untyped-def]
     for v in votes:
         if v.source == "computed":
             JUDGMENTS.labels(outcome=v.outcome.value, reason=v.reason.value if v.reason else "none").inc()
-            if v.slot is not None:
-                VERDICT_SLOTS.labels(slot=str(v.slot)).inc()
+            if v.judgment.slot is not None:
+                VERDICT_SLOTS.labels(slot=str(v.judgment.slot)).inc()
     FORCED.inc(usage.forced_verdicts)
     VOTES_USED.inc(usage.votes_used)
     VOTES_SAVED.inc(usage.votes_saved)

@@ -17,7 +17,9 @@ lowest reward of a real answer in their group: saying nothing can never beat say
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
+
+from rrm_server.judging.strategies.base import KnockoutScore
 
 NEUTRAL_SCORE = 0.5
 
@@ -53,9 +55,9 @@ def round_robin_scores(n: int, matches: Sequence[tuple[int, int, int, int]]) -> 
     return [w / t if t else None for w, t in zip(wins, total)]
 
 
-def knockout_group_scores(scores: Sequence[dict[str, Any]]) -> list[float]:
+def knockout_group_scores(scores: Sequence[KnockoutScore]) -> list[float]:
     out = []
     for s in scores:
-        rounds = max(1, s["rounds"])
-        out.append(1.0 if s["champion"] else (s["round_reached"] - 1) / rounds)
+        rounds = max(1, s.rounds)
+        out.append(1.0 if s.champion else (s.round_reached - 1) / rounds)
     return out

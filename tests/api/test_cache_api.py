@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 import redis
 
 from rrm_server.api.app import build_app
@@ -151,6 +152,7 @@ def test_reasoning_asked_for_but_not_stored_is_a_miss(model_dir, tokenizer):
         assert withr["usage"]["cache"]["hits"] == 0 and withr["votes"][0]["reasoning"]
 
 
+@pytest.mark.redis
 def test_redis_backend_ttl_and_clear(model_dir, tokenizer, redis_prefix):
     with service(model_dir, tokenizer, cache_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix,
                  cache_ttl=1.0) as (url, engine):
@@ -165,6 +167,7 @@ def test_redis_backend_ttl_and_clear(model_dir, tokenizer, redis_prefix):
         assert judge(url, {**PAIR, "votes": 2})["usage"]["cache"]["hits"] == 0
 
 
+@pytest.mark.redis
 def test_redis_stopped_and_restarted_under_load(model_dir, tokenizer, redis_proc):
     prefix = f"t{uuid.uuid4().hex[:6]}:"
     with service(model_dir, tokenizer, cache_url=redis_proc.url, cache_prefix=prefix) as (url, engine):

@@ -146,4 +146,4 @@ def test_failed_start_turns_health_red(model_dir, tokenizer):
         time.sleep(0.3)
         assert_error(httpx.get(f"{url}/health"), 503, "startup_failed", "scripted start failure")
         assert_error(httpx.get(f"{url}/ready"), 503, "startup_failed")
-        assert_error(httpx.post(f"{url}/v1/judge/pairwise", json=OK), 503, "not_ready", "failed to start")
+        assert_error(httpx.post(f"{url}/v1/judge/pairwise", json=OK), 503, "startup_failed", "failed to start")

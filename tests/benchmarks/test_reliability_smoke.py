@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import PANDALM, missing_data
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1200)]
 
@@ -32,7 +34,10 @@ def test_overload_flood_is_counted_whole(tmp_path):
     assert r["memory_peak"]["api_mib"] >= r["memory_before"]["api_mib"] > 0
 
 
+@pytest.mark.redis  # the machine's Redis, under a prefix of the soak's own
 def test_soak_runs_mixed_traffic_without_unexpected_failures(tmp_path):
+    if why := missing_data(PANDALM):
+        pytest.skip(why)
     r = run(tmp_path, "benchmarks.soak", "--minutes", "0.75", "--window", "5", "--clients", "3", "--warmup", "0")
     assert r["unexpected"] == 0, r["unexpected_examples"]
     assert r["canaries"] >= 2 and len(r["windows"]) >= 8

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import GSM8K_BON, missing_data
+
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "gsm8k-bon" / "example_model_solutions.jsonl"
 
 
 @pytest.fixture
 def run(tmp_path):  # type: ignore[no-untyped-def]
-    if not DATA.exists():
-        pytest.skip(f"GSM8K best-of-N data not found at {DATA} (../shared/data beside the checkout)")
+    if why := missing_data(GSM8K_BON):  # both studies read the GSM8K best-of-N candidates
+        pytest.skip(why)
 
     def go(*args: str) -> dict:
         env = {**os.environ, "RRM_BENCH_RESULTS": str(tmp_path)}  # never overwrite recorded results

@@ -32,6 +32,7 @@ async def test_memory_lru_and_ttl():
     assert await m.clear() == 3 and len(m) == 0
 
 
+@pytest.mark.redis
 async def test_redis_on_the_machines_server(redis_prefix):
     r = RedisBackend("redis://127.0.0.1:6379/0", prefix=redis_prefix)
     other = redis.Redis()
@@ -57,6 +58,7 @@ async def test_redis_on_the_machines_server(redis_prefix):
         await r.close()
 
 
+@pytest.mark.redis
 async def test_redis_down_fails_fast_then_recovers(redis_proc):
     r = RedisBackend(redis_proc.url, prefix="t:", timeout=0.2, cooldown=0.2)
     try:

@@ -151,6 +151,7 @@ async def test_fail_open_when_the_backend_is_down():
     assert stats.status == "degraded" and stats.errors >= 1
 
 
+@pytest.mark.redis
 async def test_replicas_sharing_redis_compute_a_key_once(redis_prefix):
     url = "redis://127.0.0.1:6379/0"
     replicas = [VoteCache(RedisBackend(url, prefix=redis_prefix), lease_ttl=2.0) for _ in range(2)]
@@ -168,6 +169,7 @@ async def test_replicas_sharing_redis_compute_a_key_once(redis_prefix):
             await r.close()
 
 
+@pytest.mark.redis
 async def test_waiters_compute_themselves_when_a_lease_expires(redis_prefix):
     """A replica that took the lease and died: the others wait for the lease to lapse, then compute."""
     url = "redis://127.0.0.1:6379/0"

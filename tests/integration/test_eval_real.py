@@ -9,7 +9,7 @@ import pytest
 
 from rrm_server.eval.cli import main
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.redis]
 
 ITEMS = [
     {"id": "arith", "query": "What is 2 + 2?", "response_a": "4", "response_b": "5", "label": "a"},

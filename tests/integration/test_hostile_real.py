@@ -8,7 +8,7 @@ import pytest
 from rrm_server.prompt.verdict import parse_verdict
 from tests.prompt.hostile_corpus import BY_NAME, MOST_DANGEROUS
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.redis]
 
 BENIGN = {"query": "Say hi", "responses": ["Hi!", "Hello."]}
 CASES = [BY_NAME[n] for n in MOST_DANGEROUS]

@@ -12,7 +12,7 @@ import redis
 
 from tests.conftest import pandalm_items
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.redis]
 
 SHORT = {"max_tokens": 24}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -17,7 +16,7 @@ F, S, I = Outcome.first, Outcome.second, Outcome.invalid
 
 def vote(swapped: bool, outcome: Outcome, p: float | None = None, i: int = 0) -> Vote:
     reason = InvalidReason.no_verdict if outcome is I else None
-    return Vote(index=i, seed=i, swapped=swapped, outcome=outcome, reason=reason, p_first=p)
+    return Vote.of(i, swapped, outcome, seed=i, reason=reason, p_first=p)
 
 
 def judged(slots: list[int], swapped: bool) -> list[Vote]:
@@ -100,12 +99,14 @@ _votes = st.lists(
 
 
 def _unswap(v: Vote) -> Vote:
-    return replace(v, swapped=not v.swapped)
+    """The same verdict about the pair, shown in the other order."""
+    return Vote.of(v.index, not v.swapped, v.outcome, seed=v.spec.seed, reason=v.reason, p_first=v.p_first)
 
 
 def _relabel(v: Vote) -> Vote:
     o = {F: S, S: F, I: I}[v.outcome]
-    return replace(v, outcome=o, p_first=None if v.p_first is None else 1.0 - v.p_first)
+    return Vote.of(v.index, v.swapped, o, seed=v.spec.seed, reason=v.reason,
+                   p_first=None if v.p_first is None else 1.0 - v.p_first)
 
 
 @given(_votes)
@@ -149,5 +150,5 @@ def test_debiased_winner_is_the_side_of_one_half(votes):
 
 def test_plain_probability_ignores_invalid_votes():
     votes = [vote(False, F, 0.9)]
-    stray = Vote(index=1, seed=1, swapped=False, outcome=I, reason=InvalidReason.malformed, p_first=0.1)
+    stray = Vote.of(1, False, I, seed=1, reason=InvalidReason.malformed, p_first=0.1)
     assert decide(votes + [stray]).p_first == decide(votes).p_first

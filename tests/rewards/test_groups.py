@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from rrm_server.judging.strategies import KnockoutScore
 from rrm_server.rewards.groups import GroupCollector, SampleScore
 from rrm_server.rewards.scoring import knockout_group_scores, reward_from_score, round_robin_scores, win_rate
 
@@ -61,7 +62,7 @@ def test_scores():
     assert reward_from_score(0.75) == 0.5 and reward_from_score(0.5) == 0.0
     assert round_robin_scores(3, [(0, 1, 2, 0), (0, 2, 1, 1), (1, 2, 0, 0)]) == [0.75, 0.0, 0.5]
     assert round_robin_scores(2, [(0, 1, 0, 0)]) == [None, None]
-    ko = knockout_group_scores([{"rounds": 2, "champion": True, "round_reached": 2},
-                                {"rounds": 2, "champion": False, "round_reached": 2},
-                                {"rounds": 2, "champion": False, "round_reached": 1}])
+    ko = knockout_group_scores([KnockoutScore(0, rounds=2, champion=True, round_reached=2, wins=2, byes=0),
+                                KnockoutScore(1, rounds=2, champion=False, round_reached=2, wins=1, byes=0),
+                                KnockoutScore(2, rounds=2, champion=False, round_reached=1, wins=0, byes=0)])
     assert ko == [1.0, 0.5, 0.0]

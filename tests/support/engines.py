@@ -70,7 +70,7 @@ class ScriptedEngine(EngineClient):
     def ready(self) -> bool:
         return self._ready and not self.dead and not self.crashed
 
-    async def start(self) -> ModelInfo:
+    async def start(self, model_path: str | None = None) -> ModelInfo:
         self.starts += 1
         await asyncio.sleep(self.start_delay)
         if self.fail_start:

@@ -2,12 +2,18 @@
 
 from rrm_server.judging.strategies import elo, knockout, pairwise  # noqa: F401  (registration)
 from rrm_server.judging.strategies.base import (
+    EloScore,
+    KnockoutScore,
+    PairwiseScore,
     RankOutcome,
+    Score,
     Strategy,
     StrategyOptions,
+    UnrankedScore,
     get_strategy,
     register,
     strategy_names,
 )
 
-__all__ = ["RankOutcome", "Strategy", "StrategyOptions", "get_strategy", "register", "strategy_names"]
+__all__ = ["EloScore", "KnockoutScore", "PairwiseScore", "RankOutcome", "Score", "Strategy", "StrategyOptions",
+           "UnrankedScore", "get_strategy", "register", "strategy_names"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from rrm_server.judging.comparator import Comparator, MatchResult
+from rrm_server.judging.match import Comparator, MatchResult
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,44 @@ class StrategyOptions:
                 and match.confidence < self.target_confidence)
 
 
+@dataclass(frozen=True)
+class Score:
+    """One response's result in a ranking; each strategy's score adds its own fields."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class PairwiseScore(Score):
+    wins: int
+
+
+@dataclass(frozen=True)
+class EloScore(Score):
+    rating: float
+
+
+@dataclass(frozen=True)
+class KnockoutScore(Score):
+    round_reached: int
+    wins: int
+    byes: int
+    champion: bool
+    rounds: int
+
+
+@dataclass(frozen=True)
+class UnrankedScore(Score):
+    """A degenerate answer: it lost without a judgment and ranks last."""
+
+    status: str
+
+
 @dataclass
 class RankOutcome:
     best: int | None
     ranking: list[int]
-    scores: list[dict[str, Any]]  # one per response, in response order
+    scores: list[Score]  # one per response, in response order
     matches: list[MatchResult] = field(default_factory=list)
 
 

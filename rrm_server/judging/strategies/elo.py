@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import random
 
-from rrm_server.judging.comparator import Comparator, MatchResult
+from rrm_server.judging.match import Comparator, MatchResult
 from rrm_server.judging.pairings import round_robin_pairs, sparse_pairs
 from rrm_server.judging.ratings import Game, bradley_terry_ratings, elo_ratings
-from rrm_server.judging.strategies.base import RankOutcome, Strategy, StrategyOptions, register
+from rrm_server.judging.strategies.base import EloScore, RankOutcome, Strategy, StrategyOptions, register
 from rrm_server.judging.votes import derive_seed, tiebreak_order
 
 
@@ -81,6 +81,6 @@ class EloStrategy(Strategy):
         return RankOutcome(
             best=ranking[0] if decisive else None,
             ranking=ranking,
-            scores=[{"index": i, "rating": ratings[i]} for i in range(n)],
+            scores=[EloScore(i, ratings[i]) for i in range(n)],
             matches=matches,
         )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from rrm_server.judging.bracket import Slot, first_round, next_round, num_rounds
-from rrm_server.judging.comparator import Comparator, MatchResult
-from rrm_server.judging.strategies.base import RankOutcome, Strategy, StrategyOptions, register
+from rrm_server.judging.match import Comparator, MatchResult
+from rrm_server.judging.strategies.base import KnockoutScore, RankOutcome, Strategy, StrategyOptions, register
 from rrm_server.judging.votes import derive_seed, tiebreak_order
 
 
@@ -73,9 +73,6 @@ class KnockoutStrategy(Strategy):
             share[m.b] = m.tally.second / valid
         position = {i: k for k, i in enumerate(tiebreak_order(n, options.seed))}
         ranking = sorted(range(n), key=lambda i: (i != champion, -reached[i], -wins[i], -share[i], position[i]))
-        scores = [
-            {"index": i, "round_reached": reached[i], "wins": wins[i], "byes": byes[i],
-             "champion": i == champion, "rounds": total}
-            for i in range(n)
-        ]
+        scores = [KnockoutScore(i, round_reached=reached[i], wins=wins[i], byes=byes[i], champion=i == champion,
+                                rounds=total) for i in range(n)]
         return RankOutcome(best=champion, ranking=ranking, scores=scores, matches=matches)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rrm_server.judging.comparator import Comparator
-from rrm_server.judging.strategies.base import RankOutcome, Strategy, StrategyOptions, register
+from rrm_server.judging.match import Comparator
+from rrm_server.judging.strategies.base import PairwiseScore, RankOutcome, Strategy, StrategyOptions, register
 
 
 @register
@@ -16,8 +16,5 @@ class PairwiseStrategy(Strategy):
         if w is None:
             match.decided_by = "no_result" if match.tally.valid == 0 else "draw"
         ranking = [0, 1] if w in (None, 0) else [1, 0]
-        scores = [
-            {"index": 0, "wins": match.tally.first},
-            {"index": 1, "wins": match.tally.second},
-        ]
+        scores = [PairwiseScore(0, match.tally.first), PairwiseScore(1, match.tally.second)]
         return RankOutcome(best=w, ranking=ranking, scores=scores, matches=[match])

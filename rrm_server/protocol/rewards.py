@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rrm_server.api.judge.protocol import AnswerOut, ResponseText, SamplingFields, Text, UsageOut, unicode_text
+from rrm_server.protocol.judge import AnswerOut, ResponseText, SamplingFields, Text, UsageOut, unicode_text
 
 # OpenRLHF may send empty strings (an empty response); only text that cannot be encoded is refused.
 _Str = Annotated[str, AfterValidator(unicode_text)]

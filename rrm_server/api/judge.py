@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from rrm_server.api.cancellation import with_cancellation
 from rrm_server.api.deps import get_serving
 from rrm_server.api.errors import ERROR_RESPONSES
-from rrm_server.api.judge.protocol import (
+from rrm_server.protocol.judge import (
     PairwiseRequest,
     PairwiseResponse,
     RankRequest,
@@ -17,7 +17,7 @@ from rrm_server.api.judge.protocol import (
     RenderRequest,
     RenderResponse,
 )
-from rrm_server.api.judge.serving import JudgeServing
+from rrm_server.serving.judge import JudgeServing
 
 router = APIRouter(prefix="/v1/judge", tags=["judge"], responses=ERROR_RESPONSES)
 Serving = Annotated[JudgeServing, Depends(get_serving)]

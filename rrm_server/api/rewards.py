@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from rrm_server.api.cancellation import with_cancellation
 from rrm_server.api.deps import get_rewards
 from rrm_server.api.errors import ERROR_RESPONSES
-from rrm_server.api.rewards.protocol import GetRewardRequest, GetRewardResponse, RewardsRequest, RewardsResponse
-from rrm_server.api.rewards.serving import RewardServing
+from rrm_server.protocol.rewards import GetRewardRequest, GetRewardResponse, RewardsRequest, RewardsResponse
+from rrm_server.serving.rewards import RewardServing
 
 router = APIRouter(tags=["rewards"], responses=ERROR_RESPONSES)
 Rewards = Annotated[RewardServing, Depends(get_rewards)]

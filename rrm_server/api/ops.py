@@ -13,9 +13,10 @@ from rrm_server.api.errors import ErrorResponse, error_response
 from rrm_server.cache import CacheUnavailable
 from rrm_server.engine import EngineUnavailable
 from rrm_server.ops import metrics
-from rrm_server.runtime import Runtime
+from rrm_server.serving.runtime import ERROR_TYPES, Runtime, State
 
 router = APIRouter(tags=["ops"])
+NO_KEY = {"security": []}  # probes never need an API key (the middleware reads this)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
@@ -50,41 +51,31 @@ class CacheCleared(BaseModel):
     backend: str
 
 
-@router.get("/health", response_model=HealthOut, responses={503: {"model": ErrorResponse}})
+@router.get("/health", response_model=HealthOut, responses={503: {"model": ErrorResponse}}, openapi_extra=NO_KEY)
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """Alive. 503 only when start-up failed, or the engine died past its restart budget: for good,
     so a supervisor restarts the process."""
-    if runtime.error:
-        return error_response(503, runtime.error_type, _failure(runtime))
+    state = runtime.state
+    if not state.alive:
+        return error_response(503, ERROR_TYPES[state], runtime.state_message(state))
     return JSONResponse({"status": "ok"})
 
 
-def _failure(runtime: Runtime) -> str:
-    return runtime.error if runtime.error_type == "engine_failed" else f"the judge failed to start: {runtime.error}"
-
-
-@router.get("/ready", response_model=ReadyOut, responses={503: {"model": ErrorResponse}})
+@router.get("/ready", response_model=ReadyOut, responses={503: {"model": ErrorResponse}}, openapi_extra=NO_KEY)
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     """200 once the engine is loaded and healthy; 503 before and whenever it is not."""
+    state = runtime.state
+    if state is State.ready:
+        try:
+            await runtime.engine.check_health()
+        except EngineUnavailable as e:  # e.g. no healthy replica left in the pool
+            metrics.ENGINE_READY.set(0)
+            return error_response(503, ERROR_TYPES[State.unavailable], str(e))
+        metrics.ENGINE_READY.set(1)
+        assert runtime.serving is not None
+        return JSONResponse({"status": "ready", "model": runtime.serving.model.name, "engine": runtime.engine.stats()})
     metrics.ENGINE_READY.set(0)
-    if runtime.error:
-        return error_response(503, runtime.error_type, _failure(runtime))
-    if runtime.draining:
-        return error_response(503, "draining", "shutting down: finishing in-flight requests")
-    if runtime.restarting:
-        return error_response(503, "engine_unavailable", "the judge engine died and is restarting "
-                              f"(restart {len(runtime.restarts)} of {runtime.settings.engine_max_restarts} allowed)")
-    if runtime.serving is None:
-        return error_response(503, "not_ready", "the judge engine is loading")
-    try:
-        await runtime.engine.check_health()
-    except EngineUnavailable as e:  # e.g. no healthy replica left in the pool
-        return error_response(503, "engine_unavailable", str(e))
-    if not runtime.ready:
-        return error_response(503, "not_ready", "the judge engine is not ready")
-    metrics.ENGINE_READY.set(1)
-    return JSONResponse({"status": "ready", "model": runtime.serving.model.name,  # type: ignore[union-attr]
-                         "engine": runtime.engine.stats()})
+    return error_response(503, ERROR_TYPES[state], runtime.state_message(state))
 
 
 @router.get("/metrics", include_in_schema=False)

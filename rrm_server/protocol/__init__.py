@@ -1,0 +1,1 @@
+"""Wire types: what the server, the client, ``LocalJudge`` and the evaluation runner exchange."""

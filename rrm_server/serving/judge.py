@@ -1,0 +1,141 @@
+"""The judging service behind the HTTP routes and the Python API: resolve a request once, run its
+strategy over a ``MatchRunner``, and convert the domain result to its response once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, replace
+
+from rrm_server.cache.store import VoteCache
+from rrm_server.concurrency import first_error
+from rrm_server.engine.base import EngineClient, EngineUnavailable, ModelInfo
+from rrm_server.errors import EngineFailure, Unavailable
+from rrm_server.judging.match import MatchResult
+from rrm_server.judging.strategies import RankOutcome, Score, UnrankedScore, get_strategy
+from rrm_server.judging.votes import Tally
+from rrm_server.ops import metrics
+from rrm_server.prompt.answers import PreparedAnswer
+from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
+from rrm_server.protocol.judge import (
+    PairwiseRequest, PairwiseResponse, RankRequest, RankResponse, RenderRequest, RenderResponse,
+)
+from rrm_server.serving import wire
+from rrm_server.serving.config import JudgeConfig
+from rrm_server.serving.context import JudgeContext, RequestResolver
+from rrm_server.serving.matches import MatchRunner
+from rrm_server.serving.vote import Prompts, Usage, VoteRunner
+
+
+@dataclass
+class Judged:
+    """A judged request: its context, the strategy's outcome (in the caller's indices, degenerate
+    answers last) and the engine work it caused."""
+
+    context: JudgeContext
+    outcome: RankOutcome
+    usage: Usage
+
+
+class JudgeServing:
+    def __init__(self, config: JudgeConfig, engine: EngineClient, builder: PromptBuilder, model: ModelInfo,
+                 cache: VoteCache, fingerprint: str) -> None:
+        self.config = config
+        self.engine = engine
+        self.builder = builder
+        self.model = model
+        self.cache = cache
+        self.fingerprint = fingerprint
+        self.resolver = RequestResolver(config, builder, model, fingerprint)
+
+    # -- wire ----------------------------------------------------------------------------------
+    async def pairwise(self, req: PairwiseRequest, request_id: str | None = None) -> PairwiseResponse:
+        judged = await self.judge(req, request_id or f"pairwise-{uuid.uuid4().hex}")
+        return wire.pairwise_response(judged, self.model.name, req.seed)
+
+    async def rank(self, req: RankRequest, request_id: str | None = None) -> RankResponse:
+        judged = await self.judge(req, request_id or f"rank-{uuid.uuid4().hex}")
+        return wire.rank_response(judged, self.model.name, req.seed)
+
+    async def render(self, req: RenderRequest) -> RenderResponse:
+        self.resolver.check_model(req.model)
+        self.resolver.check_texts(req.query, req.responses)
+        answers = await self.resolver.prepare(req, req.responses)
+        shown = [1, 0] if req.order == "swapped" else [0, 1]
+        texts = [a.text for a in answers]
+        if sum(map(len, (req.query, *texts))) > TOKENIZE_INLINE_CHARS:  # keep the event loop free
+            rendered = await asyncio.to_thread(self.builder.render, req.query, texts[shown[0]], texts[shown[1]])
+        else:
+            rendered = self.builder.render(req.query, texts[shown[0]], texts[shown[1]])
+        return RenderResponse(
+            model=self.model.name,
+            shown_order=shown,
+            prompt_text=rendered.text,
+            prompt_token_ids=rendered.token_ids,
+            num_prompt_tokens=len(rendered.token_ids),
+            opens_reasoning=self.builder.opens_reasoning,
+            prompt_version=self.builder.spec.version,
+            answers=wire.answers_out(answers),
+            judged=not any(a.degenerate for a in answers),
+        )
+
+    # -- domain --------------------------------------------------------------------------------
+    async def judge(self, req: PairwiseRequest | RankRequest, request_id: str) -> Judged:
+        """Judge a request; the domain result (the reward service reads it as it is)."""
+        ctx = await self.resolver.resolve(req, request_id)
+        for a in ctx.answers:
+            if a.degenerate:
+                metrics.DEGENERATE_ANSWERS.labels(status=a.status.value).inc()
+        if not self.engine.ready:  # it died a moment ago, or a pool lost its last replica
+            raise Unavailable("engine_unavailable", "the judge engine is not running (it failed, or is "
+                              "restarting); retry when GET /ready returns 200")
+        runner = self.match_runner(ctx)
+        try:
+            if len(ctx.live) >= 2:
+                outcome = await get_strategy(ctx.strategy).run(len(ctx.live), runner, ctx.options)
+            else:
+                outcome = RankOutcome(best=0 if ctx.live else None, ranking=list(range(len(ctx.live))),
+                                      scores=[Score(0)] if ctx.live else [], matches=[])
+        except Exception as e:  # an exception group from a strategy's task group, or one error
+            cause = first_error(e)
+            if isinstance(cause, EngineUnavailable):
+                raise EngineFailure(f"the judge engine failed while this request ran: {cause}") from cause
+            raise cause from None
+        outcome = with_degenerate(outcome, ctx.live, ctx.answers, ctx.strategy)
+        metrics.record_usage(runner.usage, [v for m in outcome.matches for v in m.votes])
+        return Judged(ctx, outcome, runner.usage)
+
+    def match_runner(self, ctx: JudgeContext) -> MatchRunner:
+        votes = VoteRunner(self.engine, self.builder, self.model.max_model_len, ctx.votes, Usage())
+        return MatchRunner(votes=votes, prompts=Prompts(self.builder, ctx.query, ctx.texts), cache=self.cache,
+                           codec=ctx.codec, scope=ctx.scope, plan=ctx.plan, request_id=ctx.request_id,
+                           use_cache=ctx.use_cache, budget=ctx.budget())
+
+    async def prepare(self, req: RankRequest | RenderRequest | PairwiseRequest,
+                      responses: list[str]) -> list[PreparedAnswer]:
+        return await self.resolver.prepare(req, responses)
+
+
+def with_degenerate(outcome: RankOutcome, live: list[int], answers: list[PreparedAnswer],
+                    strategy: str) -> RankOutcome:
+    """The strategy's outcome over the live responses, in the caller's indices, with every degenerate
+    answer ranked last. A pairwise request with one degenerate answer is a forfeit."""
+    alive = set(live)
+    dead = [i for i in range(len(answers)) if i not in alive]
+    if not dead:
+        return outcome
+    matches = [replace(m, a=live[m.a], b=live[m.b], winner=None if m.winner is None else live[m.winner])
+               for m in outcome.matches]
+    if strategy == "pairwise":
+        winner = live[0] if live else None
+        matches = [MatchResult(a=0, b=1, votes=[], tally=Tally(), winner=winner,
+                               decided_by="forfeit" if live else "no_result")]
+    scores: list[Score] = [replace(s, index=live[s.index]) for s in outcome.scores]
+    scores += [UnrankedScore(i, answers[i].status.value) for i in dead]
+    scores.sort(key=lambda s: s.index)
+    return RankOutcome(
+        best=None if outcome.best is None else live[outcome.best],
+        ranking=[live[i] for i in outcome.ranking] + dead,
+        scores=scores,
+        matches=matches,
+    )

@@ -1,0 +1,76 @@
+"""Domain results to wire records: the one place a judged request becomes its response."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rrm_server.judging.match import MatchResult
+from rrm_server.judging.strategies import Score
+from rrm_server.judging.votes import Outcome, Vote
+from rrm_server.prompt.answers import PreparedAnswer
+from rrm_server.protocol.judge import (
+    AnswerOut, MatchOut, PairwiseResponse, RankResponse, TallyOut, UsageOut, VoteOut,
+)
+from rrm_server.serving.vote import Usage
+
+if TYPE_CHECKING:
+    from rrm_server.serving.judge import Judged
+
+
+def answers_out(answers: Sequence[PreparedAnswer]) -> list[AnswerOut]:
+    return [AnswerOut(index=i, status=a.status.value, reasoning_stripped=a.reasoning_stripped,  # type: ignore[arg-type]
+                      dropped_tokens=a.dropped_tokens) for i, a in enumerate(answers)]
+
+
+def usage_out(u: Usage) -> UsageOut:
+    return UsageOut.model_validate(u, from_attributes=True)
+
+
+def score_out(s: Score) -> dict[str, Any]:
+    return asdict(s)
+
+
+def vote_out(v: Vote, m: MatchResult, include_reasoning: bool) -> VoteOut:
+    j, a, b = v.judgment, m.a, m.b
+    return VoteOut(
+        index=v.index,
+        seed=v.spec.seed,
+        shown_order=[b, a] if v.swapped else [a, b],
+        verdict=None if j.slot is None else f"Assistant {j.slot}",  # type: ignore[arg-type]
+        status=v.outcome.value,
+        winner=a if v.outcome is Outcome.first else b if v.outcome is Outcome.second else None,
+        invalid_reason=j.reason.value if j.reason else None,
+        finish_reason=j.finish_reason,
+        prompt_tokens=j.prompt_tokens,
+        generated_tokens=j.generated_tokens,
+        reasoning=j.output if include_reasoning else None,
+        error=j.error,
+        source=v.source,
+        p_first=v.p_first,
+        forced=j.forced,
+    )
+
+
+def match_out(m: MatchResult, include_reasoning: bool) -> MatchOut:
+    return MatchOut(pair=[m.a, m.b], round=m.round, winner=m.winner, confidence=m.confidence, p_first=m.p_first,
+                    decided_by=m.decided_by, position_consistent=m.position_consistent,
+                    tally=TallyOut.model_validate(m.tally, from_attributes=True),
+                    votes=[vote_out(v, m, include_reasoning) for v in m.votes])
+
+
+def pairwise_response(j: Judged, model: str, seed: int | None) -> PairwiseResponse:
+    match = j.outcome.matches[0]
+    out = match_out(match, j.context.include_reasoning)
+    return PairwiseResponse(id=j.context.request_id, model=model, seed=seed, winner=j.outcome.best,
+                            confidence=out.confidence, p_first=out.p_first, decided_by=out.decided_by,
+                            position_consistent=out.position_consistent, tally=out.tally, votes=out.votes,
+                            answers=answers_out(j.context.answers), usage=usage_out(j.usage))
+
+
+def rank_response(j: Judged, model: str, seed: int | None) -> RankResponse:
+    o = j.outcome
+    return RankResponse(id=j.context.request_id, model=model, seed=seed, method=j.context.strategy,  # type: ignore[arg-type]
+                        best=o.best, ranking=o.ranking, scores=[score_out(s) for s in o.scores],
+                        matches=[match_out(m, j.context.include_reasoning) for m in o.matches],
+                        answers=answers_out(j.context.answers), usage=usage_out(j.usage))
