@@ -54,7 +54,8 @@ def offline(prompts_file: Path, max_tokens: int) -> None:
 async def through_service(url: str, pairs: list, max_tokens: int) -> tuple[dict, list[dict]]:
     async with httpx.AsyncClient(base_url=url, timeout=3600) as c:
         bodies = [{"query": q, "responses": [a, b], "votes": 1, "order": "fixed", "seed": i, "cache": False,
-                   "verdict_probs": False, "max_tokens": max_tokens, "temperature": 0.6, "top_p": 1.0} for i, (q, a, b) in enumerate(pairs)]
+                   "verdict_probs": False, "max_tokens": max_tokens, "temperature": 0.6, "top_p": 1.0}
+              for i, (q, a, b) in enumerate(pairs)]
         # The exact prompts and per-vote seeds, for the offline side.
         rendered = []
         for b in bodies:
@@ -107,7 +108,8 @@ def main() -> None:
         return offline(args.offline, args.max_tokens)
     result = run(args.comparisons, args.max_tokens)
     out = write_result("engine_efficiency", {"machine": machine(), **result,
-                                             "command": "python -m benchmarks.engine_efficiency " + " ".join(sys.argv[1:])})
+                                             "command": "python -m benchmarks.engine_efficiency "
+                                             + " ".join(sys.argv[1:])})
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

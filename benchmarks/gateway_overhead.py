@@ -99,7 +99,8 @@ def main() -> None:
     args = ap.parse_args()
     result = run(args.requests, args.seconds, args.profile)
     out = write_result("gateway_overhead", {"machine": machine(), **result,
-                                            "command": "python -m benchmarks.gateway_overhead " + " ".join(sys.argv[1:])})
+                                            "command": "python -m benchmarks.gateway_overhead "
+                                            + " ".join(sys.argv[1:])})
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -33,7 +33,8 @@ async def level(url: str, clients: int, per_client: int) -> dict:
     async def client(s: aiohttp.ClientSession, k: int) -> None:
         nonlocal rejected, errors, clean_429
         for i in range(per_client):
-            body = {"query": f"Question {k}-{i}: which answer is better?", "responses": [f"Answer A{i}", f"Answer B{k}"],
+            body = {"query": f"Question {k}-{i}: which answer is better?",
+                    "responses": [f"Answer A{i}", f"Answer B{k}"],
                     "votes": 1, "seed": k * 1000 + i, "cache": False}
             t0 = time.perf_counter()
             try:

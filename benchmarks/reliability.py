@@ -21,13 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
 
 from benchmarks._common import RESULTS, machine, percentile, server_process, wait_ready, write_result
+
 # The tests' own redis-server launcher (free port, no persistence, stop and restart at will).
 from tests.support.redis_server import RedisProcess
 
@@ -237,7 +239,7 @@ async def overload(url: str, proc: subprocess.Popen, flood: int, limits: tuple[i
                 statuses[r.status] = statuses.get(r.status, 0) + 1
                 if r.status != 200 and set(body.get("error", {})) != {"type", "message", "param", "code"}:
                     wrong_shape += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             lost += 1
 
     sampler = asyncio.create_task(sample())

@@ -21,8 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,7 +86,8 @@ def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
 def gateway(model: Path, urls: list[str], routing: str, logs: Path, name: str,
             extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, **(extra_env or {}), "RRM_ENGINE": "openai", "RRM_ENGINE_URL": ",".join(urls), "RRM_ENGINE_ROUTING": routing,
+    env = {**os.environ, **(extra_env or {}), "RRM_ENGINE": "openai", "RRM_ENGINE_URL": ",".join(urls),
+           "RRM_ENGINE_ROUTING": routing,
            "RRM_MODEL": str(model), "RRM_ENGINE_MODEL": str(model), "RRM_PORT": str(port),
            "RRM_MAX_MODEL_LEN": "4096", "RRM_CACHE_ENABLED": "false", "RRM_LOG_LEVEL": "warning"}
     out = (logs / f"gateway-{name}.log").open("wb")

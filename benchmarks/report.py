@@ -102,7 +102,8 @@ def write(results: Path) -> Path:
         lines += ["## Cold start and memory (embedded default)", "", f"`{d['command']}`", "",
                   f"- command to /health {d['seconds_to_health']} s, to /ready **{d['seconds_to_ready']} s**",
                   f"- resident memory: gateway process {d['gateway_rss_mib']} MiB, with engine processes "
-                  f"{d['total_rss_mib']} MiB; a gateway without an engine {d['gateway_without_engine_rss_mib']} MiB", ""]
+                  f"{d['total_rss_mib']} MiB; a gateway without an engine "
+                  f"{d['gateway_without_engine_rss_mib']} MiB", ""]
     path = results / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -14,8 +14,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Full and smoke sizes per suite: (module, full kwargs, smoke kwargs).
 SUITES: dict[str, tuple[str, dict, dict]] = {
@@ -41,7 +41,8 @@ DATA_NEEDED: dict[str, tuple[str, ...]] = {
 
 def missing_data(suites: list[str]) -> str | None:
     """Why these suites cannot run here (their data is absent, the folder named), or None."""
-    from benchmarks._common import DATA, missing_data as missing
+    from benchmarks._common import DATA
+    from benchmarks._common import missing_data as missing
 
     needed = dict.fromkeys(rel for name in suites for rel in DATA_NEEDED.get(name, ()))
     return missing(*(DATA / rel for rel in needed)) if needed else None
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         payload = {"machine": machine(), "smoke": args.smoke, "seconds": round(time.perf_counter() - t0, 1),
                    "command": f"python -m benchmarks.run_all{' --smoke' if args.smoke else ''} --only {name}",
-                   **({"rows": result} if isinstance(result, list) else result), "args": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+                   **({"rows": result} if isinstance(result, list) else result),
+                   "args": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
         write_result(name, payload)
     path = report.write(RESULTS)
     print(f"report: {path}")

@@ -6,14 +6,14 @@ thousands of votes runs in seconds through the real serving, strategy and voting
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rrm_server.cache.store import VoteCache
 from rrm_server.engine.base import EngineClient, Generation, GenerationRequest, ModelInfo
 from rrm_server.prompt.template import rrm_prompt
-from rrm_server.serving.judge import JudgeServing
 from rrm_server.serving.config import JudgeConfig
+from rrm_server.serving.judge import JudgeServing
 
 
 @dataclass

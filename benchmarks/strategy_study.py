@@ -90,7 +90,7 @@ async def study(n: int, accuracy: float, configs: list[Config] = CONFIGS, limit:
         t0 = time.perf_counter()
         picks, calls = [], 0
 
-        async def one(i: int, q: str, texts: list[str]):  # type: ignore[no-untyped-def]
+        async def one(i: int, q: str, texts: list[str], serving=serving, cfg=cfg):  # type: ignore[no-untyped-def]
             return await serving.rank(RankRequest(query=q, responses=texts, method=cfg.method, seed=i,
                                                   verdict_probs=False, cache=False, **cfg.fields))
 
@@ -99,7 +99,7 @@ async def study(n: int, accuracy: float, configs: list[Config] = CONFIGS, limit:
             batch = questions[start : start + 64]
             results += await asyncio.gather(*(one(start + j, q, t) for j, (q, t, _) in enumerate(batch)))
         hits = 0
-        for (q, texts, flags), r in zip(questions, results):
+        for (_, _, flags), r in zip(questions, results):
             picks.append(r.best)
             hits += r.best is not None and flags[r.best]
             calls += r.usage.engine_calls

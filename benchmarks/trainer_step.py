@@ -66,7 +66,8 @@ def workload(prompts: int, samples: int, spread: float, seed: int = 0):  # type:
     for p in range(prompts):
         prompt = f"<|im_start|>user\nProblem {p}: compute {p} * 7 + 3.<|im_end|>\n<|im_start|>assistant\n"
         for s in range(samples):
-            out.append((rnd.uniform(0, spread), p, prompt, f"Attempt {s}: {p} * 7 = {7 * p}, plus 3 -> {7 * p + 3 + s % 3}."))
+            text = f"Attempt {s}: {p} * 7 = {7 * p}, plus 3 -> {7 * p + 3 + s % 3}."
+            out.append((rnd.uniform(0, spread), p, prompt, text))
     return out
 
 
@@ -95,7 +96,7 @@ async def via_v1_rewards(url: str, work) -> dict:  # type: ignore[no-untyped-def
     t0 = time.perf_counter()
     await asyncio.sleep(max(w[0] for w in work))  # the batch API waits for the whole step's samples
     groups: dict[int, dict] = {}
-    for _, p, prompt, text in work:
+    for _, p, _prompt, text in work:
         groups.setdefault(p, {"query": f"Problem {p}: compute {p} * 7 + 3.", "responses": []})["responses"].append(text)
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
         sent = time.perf_counter()

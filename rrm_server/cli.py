@@ -40,7 +40,7 @@ class DrainingServer(uvicorn.Server):
     A second signal skips the delay.
     """
 
-    def __init__(self, config: uvicorn.Config, runtime: "Runtime", drain_delay: float) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, drain_delay: float) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.drain_delay = drain_delay
@@ -114,7 +114,7 @@ def serve(settings: Settings) -> None:
     run_server(build_app(settings), settings)
 
 
-def run_server(app: "FastAPI", settings: Settings) -> None:
+def run_server(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then drain (see ``DrainingServer``)."""
     # Our middleware writes the structured access log; uvicorn keeps the root logging we set up.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,

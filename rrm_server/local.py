@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from rrm_server.engine import EngineClient
 from rrm_server.protocol.judge import (
     PairwiseRequest,
     PairwiseResponse,
@@ -17,7 +19,6 @@ from rrm_server.protocol.judge import (
     RenderRequest,
     RenderResponse,
 )
-from rrm_server.engine import EngineClient
 from rrm_server.serving.runtime import Runtime
 from rrm_server.settings import Settings
 

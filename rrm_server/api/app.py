@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from rrm_server import __version__
 from rrm_server.api.errors import install_error_handlers
-from rrm_server.api.middleware import install_middleware
 from rrm_server.api.judge import router as judge_router
+from rrm_server.api.middleware import install_middleware
 from rrm_server.api.ops import router as ops_router
 from rrm_server.api.rewards import router as rewards_router
 from rrm_server.engine import EngineClient
@@ -22,7 +22,8 @@ from rrm_server.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings | None = None, engine: EngineClient | None = None, tokenizer: object = None) -> FastAPI:
+def build_app(settings: Settings | None = None, engine: EngineClient | None = None,
+              tokenizer: object = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, engine=engine, tokenizer=tokenizer)
 

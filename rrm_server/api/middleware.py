@@ -15,8 +15,9 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute

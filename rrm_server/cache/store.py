@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Generic, Literal, Protocol, Sequence, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from rrm_server.cache.backends import CacheBackend, CacheUnavailable
 from rrm_server.concurrency import gather_all

@@ -17,7 +17,8 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -69,8 +70,10 @@ class _Base:
         return "/v1/judge/pairwise", {"query": query, "responses": list(responses), **fields}, PairwiseResponse
 
     @staticmethod
-    def _rank(query: str, responses: Sequence[str], method: str = "elo", **fields: Any) -> tuple[str, dict, type[BaseModel]]:
-        return "/v1/judge/rank", {"query": query, "responses": list(responses), "method": method, **fields}, RankResponse
+    def _rank(query: str, responses: Sequence[str], method: str = "elo",
+              **fields: Any) -> tuple[str, dict, type[BaseModel]]:
+        body = {"query": query, "responses": list(responses), "method": method, **fields}
+        return "/v1/judge/rank", body, RankResponse
 
     @staticmethod
     def _rewards(groups: Sequence[dict], **fields: Any) -> tuple[str, dict, type[BaseModel]]:

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from rrm_server.protocol.judge import PairwiseResponse, RankResponse, UsageOut
 from rrm_server.eval.data import Label
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse, UsageOut
 
 # a / b: that response won; tie: valid votes split evenly; invalid: no valid vote at all (every vote
 # failed, or the request itself was refused).

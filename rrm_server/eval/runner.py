@@ -20,15 +20,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Generic, Literal, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import pydantic
 from pydantic import BaseModel, Field
 
 from rrm_server.concurrency import first_error
-from rrm_server.protocol.judge import PairwiseResponse, RankResponse
 from rrm_server.eval.data import BonItem, PairItem
 from rrm_server.eval.metrics import pool_pick
 from rrm_server.eval.records import (
@@ -40,6 +40,7 @@ from rrm_server.eval.records import (
     judgment_from_pairwise,
     rank_judgment,
 )
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse
 
 logger = logging.getLogger("rrm_server.eval")
 

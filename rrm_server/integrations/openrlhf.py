@@ -12,8 +12,9 @@ Two ways to use rrm-server from OpenRLHF:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from rrm_server.client import RRMClient
 

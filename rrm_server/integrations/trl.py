@@ -13,7 +13,8 @@ the assistant's text. Checked through TRL 1.16's own ``GRPOTrainer._calculate_re
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rrm_server.client import RRMClient
 

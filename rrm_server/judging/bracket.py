@@ -8,7 +8,7 @@ winners of neighbouring slots meet, as in the official RRM knockout.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 Slot = tuple[int, int | None]  # (player, opponent) with None = bye
 

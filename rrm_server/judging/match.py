@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from rrm_server.judging.policy import majority_confidence
 from rrm_server.judging.votes import Outcome, Tally, Vote, decide, tally

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from rrm_server.prompt.verdict import InvalidReason
 

@@ -9,9 +9,10 @@ left to judge is *degenerate*: it never reaches the engine and never beats a rea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 StripMode = Literal["auto", "on", "off"]
 

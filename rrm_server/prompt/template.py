@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib import resources
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from rrm_server.prompt.verdict import VerdictTokens
 

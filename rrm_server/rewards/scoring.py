@@ -17,7 +17,7 @@ lowest reward of a real answer in their group: saying nothing can never beat say
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rrm_server.judging.strategies.base import KnockoutScore
 

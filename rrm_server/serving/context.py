@@ -5,8 +5,8 @@ later step reads the context, never the request's raw fields."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rrm_server.cache.keys import comparison_scope
 from rrm_server.engine.base import ModelInfo

@@ -18,7 +18,12 @@ from rrm_server.ops import metrics
 from rrm_server.prompt.answers import PreparedAnswer
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
 from rrm_server.protocol.judge import (
-    PairwiseRequest, PairwiseResponse, RankRequest, RankResponse, RenderRequest, RenderResponse,
+    PairwiseRequest,
+    PairwiseResponse,
+    RankRequest,
+    RankResponse,
+    RenderRequest,
+    RenderResponse,
 )
 from rrm_server.serving import wire
 from rrm_server.serving.config import JudgeConfig

@@ -13,8 +13,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from rrm_server import bundled_model
 from rrm_server.cache import build_cache

@@ -4,8 +4,8 @@ forced after a thinking budget). What a vote costs is counted in the request's `
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rrm_server.cache.store import CacheStats
 from rrm_server.engine.base import EngineClient, EngineError, EngineUnavailable, Generation, GenerationRequest
@@ -13,7 +13,12 @@ from rrm_server.judging.votes import Judgment
 from rrm_server.ops import metrics
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
 from rrm_server.prompt.verdict import (
-    InvalidReason, ParsedVerdict, VerdictParser, parse_verdict, parse_verdict_official, slot1_probability,
+    InvalidReason,
+    ParsedVerdict,
+    VerdictParser,
+    parse_verdict,
+    parse_verdict_official,
+    slot1_probability,
 )
 
 # Log probabilities read at a verdict: both digits are within the top 20 for any judge worth the name.

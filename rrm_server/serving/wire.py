@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rrm_server.judging.match import MatchResult
 from rrm_server.judging.strategies import Score
 from rrm_server.judging.votes import Outcome, Vote
 from rrm_server.prompt.answers import PreparedAnswer
 from rrm_server.protocol.judge import (
-    AnswerOut, MatchOut, PairwiseResponse, RankResponse, TallyOut, UsageOut, VoteOut,
+    AnswerOut,
+    MatchOut,
+    PairwiseResponse,
+    RankResponse,
+    TallyOut,
+    UsageOut,
+    VoteOut,
 )
 from rrm_server.serving.vote import Usage
 

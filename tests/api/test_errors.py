@@ -69,7 +69,8 @@ def test_schema_errors(base_url, engine, path, body, param, needle):
 
 
 def test_invalid_json(base_url, engine):
-    r = httpx.post(f"{base_url}/v1/judge/pairwise", content=b'{"query": "q", ', headers={"content-type": "application/json"})
+    r = httpx.post(f"{base_url}/v1/judge/pairwise", content=b'{"query": "q", ',
+                   headers={"content-type": "application/json"})
     assert_error(r, 400, "invalid_request", "not valid JSON", param="body")
 
 

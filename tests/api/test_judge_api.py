@@ -47,7 +47,8 @@ def test_pairwise_result_shape_and_majority(base_url, engine):
 def test_include_reasoning_returns_the_generated_text(base_url, engine):
     body = post(base_url, "/v1/judge/pairwise", {"query": "q", "responses": ["aa", "b"],
                                                  "include_reasoning": True}).json()
-    assert body["votes"][0]["reasoning"].endswith("\\boxed{Assistant %d}" % (1 if body["votes"][0]["shown_order"] == [0, 1] else 2))
+    slot = 1 if body["votes"][0]["shown_order"] == [0, 1] else 2
+    assert body["votes"][0]["reasoning"].endswith(f"\\boxed{{Assistant {slot}}}")
 
 
 def test_same_seed_same_result_and_seed_is_reported(base_url, engine):

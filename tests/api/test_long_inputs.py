@@ -4,11 +4,12 @@ event loop, so one huge request neither costs seconds of CPU nor stalls everyone
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import httpx
 
+import rrm_server.prompt.template as template
 from rrm_server.api.app import build_app
 from rrm_server.settings import Settings
 from tests.support.engines import ScriptedEngine
@@ -72,3 +73,26 @@ def test_long_prompts_are_built_off_the_event_loop(model_dir, tokenizer):
         calls.clear()
         assert httpx.post(f"{url}/v1/judge/pairwise", json={"query": "q", "responses": ["a", "bb"]}).status_code == 200
         assert [c for c in calls if c[0] == "build"] and all(c[2] for c in calls)
+
+
+def test_render_of_long_texts_runs_off_the_event_loop(model_dir, tokenizer):
+    """/v1/judge/render of up to 3 x max_text_chars: tokenized in a worker thread, not on the loop
+    every other request needs."""
+    with spied(model_dir, tokenizer) as (url, engine, calls):
+        body = {"query": "q", "responses": ["a" * 60000, "b" * 60000]}
+        builder_render = []  # on the event loop? per render call
+        original = template.PromptBuilder.render
+
+        def render_spy(self, q, a, b):  # type: ignore[no-untyped-def]
+            builder_render.append(on_loop())
+            return original(self, q, a, b)
+
+        template.PromptBuilder.render = render_spy  # type: ignore[method-assign]
+        try:
+            r = httpx.post(f"{url}/v1/judge/render", json=body, timeout=60)
+            short = httpx.post(f"{url}/v1/judge/render", json={"query": "q", "responses": ["a", "b"]})
+        finally:
+            template.PromptBuilder.render = original  # type: ignore[method-assign]
+        assert r.status_code == 200 and short.status_code == 200, r.text
+        assert builder_render == [False, True], builder_render  # long: a worker thread; short: inline
+        assert engine.calls == []

@@ -57,7 +57,9 @@ def test_metrics_move_after_requests(base_url, engine):
         value(before, "rrm_request_duration_seconds_count", endpoint=ep) == 3
     assert value(after, "rrm_judgments_total", outcome="second", reason="none") - \
         value(before, "rrm_judgments_total", outcome="second", reason="none") == 3
-    assert value(after, "rrm_cache_lookups_total", result="hit") - value(before, "rrm_cache_lookups_total", result="hit") == 3
+    lookups = "rrm_cache_lookups_total"
+    hits = value(after, lookups, result="hit") - value(before, lookups, result="hit")
+    assert hits == 3
     assert value(after, "rrm_votes_used_total") - value(before, "rrm_votes_used_total") == 6
     assert value(after, "rrm_generated_tokens_total") > value(before, "rrm_generated_tokens_total")
     assert value(after, "rrm_engine_ready") == 1
@@ -101,7 +103,8 @@ def test_api_keys(model_dir, tokenizer, tmp_path):
         r = httpx.post(f"{url}/v1/judge/pairwise", json=OK)
         assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
         assert r.headers["www-authenticate"] == "Bearer"
-        assert httpx.post(f"{url}/v1/judge/pairwise", json=OK, headers={"Authorization": "Bearer nope"}).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(f"{url}/v1/judge/pairwise", json=OK, headers=wrong).status_code == 401
         assert httpx.post(f"{url}/v1/judge/pairwise", json=OK, headers={"Authorization": "Basic k1"}).status_code == 401
         for key in ("k1", "k2", "from-file"):
             r = httpx.post(f"{url}/v1/judge/pairwise", json=OK, headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -132,8 +135,8 @@ def test_flood_beyond_the_queue_gets_429_and_admitted_requests_are_answered(mode
 
         async def go():
             async with httpx.AsyncClient(base_url=url, timeout=60) as c:
-                return await asyncio.gather(*(c.post("/v1/judge/pairwise", json={"query": f"q{i}", "responses": ["a", "bb"]})
-                                              for i in range(20)))
+                bodies = [{"query": f"q{i}", "responses": ["a", "bb"]} for i in range(20)]
+                return await asyncio.gather(*(c.post("/v1/judge/pairwise", json=b) for b in bodies))
 
         rs = asyncio.run(go())
         codes = [r.status_code for r in rs]

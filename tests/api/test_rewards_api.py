@@ -119,3 +119,16 @@ def test_v1_rewards_several_groups(rl):
     assert g3["neutral"] == [True] and g3["rewards"] == [0.0] and g3["usage"]["engine_calls"] == 0
     bad = httpx.post(f"{url}/v1/rewards", json={"groups": []})
     assert bad.status_code == 400
+
+
+def test_v1_rewards_caps_the_number_of_groups(rl):
+    """Groups are ranked concurrently: without a cap one request could queue unbounded engine work."""
+    url, engine = rl
+    engine.calls.clear()
+    group = {"query": "q", "responses": ["a", "bb"]}
+    r = httpx.post(f"{url}/v1/rewards", json={"groups": [group] * 65}, timeout=30)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request" and err["param"] == "groups" and "at most 64" in err["message"]
+    assert engine.calls == []  # refused before any engine work
+    assert httpx.post(f"{url}/v1/rewards", json={"groups": [group] * 64}, timeout=60).status_code == 200

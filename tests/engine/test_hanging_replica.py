@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

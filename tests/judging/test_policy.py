@@ -35,10 +35,10 @@ def test_confidence_values():
 
 
 @given(st.integers(0, 30), st.integers(0, 30))
-def test_confidence_grows_with_the_lead(w, l):
-    c = majority_confidence(w, l)
-    assert 0.5 <= c < 1 or (w == l and c == 0.5)
-    assert majority_confidence(w + 1, l) >= c if w >= l else True
+def test_confidence_grows_with_the_lead(w, lose):
+    c = majority_confidence(w, lose)
+    assert 0.5 <= c < 1 or (w == lose and c == 0.5)
+    assert majority_confidence(w + 1, lose) >= c if w >= lose else True
 
 
 def test_waves_for_k5():

@@ -10,7 +10,7 @@ one or two per spelling), with exactly the ids of that original escaping (the re
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -78,7 +78,7 @@ class Layout:
         return next(s for s, i in self.added.items() if i == token_id)
 
 
-@lru_cache(maxsize=None)
+@cache
 def layout(b: PromptBuilder) -> Layout:
     return Layout(b)
 
@@ -276,7 +276,7 @@ def reference_encode(tok, text: str) -> list[int]:  # type: ignore[no-untyped-de
     after its first character, one tokenizer call per piece, recursively (memoized, for speed)."""
     spell, control = _spelling_re(tok), set(tok.get_added_vocab().values())
 
-    @lru_cache(maxsize=None)
+    @cache
     def enc(t: str) -> list[int]:
         return tok.encode(t, add_special_tokens=False, split_special_tokens=True)
 

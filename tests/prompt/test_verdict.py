@@ -96,7 +96,8 @@ def test_verdict_tokens_and_probability(tokenizer, think_tokenizer):
     vt = VerdictTokens.from_tokenizer(tokenizer)
     assert tokenizer.decode(list(vt.prefix_ids)) == "\\boxed{Assistant "
     assert [tokenizer.decode([i]) for i in vt.slot_ids] == ["1", "2"]
-    out = tokenizer.encode("I think \\boxed{Assistant 1} is wrong. </think> \\boxed{Assistant 2} 1", add_special_tokens=False)
+    out = tokenizer.encode("I think \\boxed{Assistant 1} is wrong. </think> \\boxed{Assistant 2} 1",
+                           add_special_tokens=False)
     i = vt.find(out, 2, tokenizer.decode)
     assert out[i] == vt.slot_ids[1] and tokenizer.decode(out[:i]).endswith("</think> \\boxed{Assistant ")
     assert vt.find(out, 1, tokenizer.decode) < i  # the "1" after the verdict is not preceded by "Assistant"

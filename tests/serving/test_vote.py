@@ -3,16 +3,16 @@ real end-of-reasoning token ends the reasoning, never the same characters copied
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import pytest
 
 from rrm_server.cache.store import VoteCache
 from rrm_server.engine.base import EngineClient, Generation, GenerationRequest, ModelInfo
+from rrm_server.prompt.template import PromptBuilder
 from rrm_server.serving.matches import JudgmentCodec, MatchPlan, MatchRunner
 from rrm_server.serving.vote import Prompts, Sampling, Usage, VoteOptions, VoteRunner
-from rrm_server.prompt.template import PromptBuilder
 
 
 @dataclass
