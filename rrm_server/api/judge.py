@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from rrm_server.api.cancellation import with_cancellation
 from rrm_server.api.deps import get_serving
 from rrm_server.api.errors import ERROR_RESPONSES
+from rrm_server.api.responses import returns, send
 from rrm_server.protocol.judge import (
     PairwiseRequest,
     PairwiseResponse,
@@ -23,21 +25,21 @@ router = APIRouter(prefix="/v1/judge", tags=["judge"], responses=ERROR_RESPONSES
 Serving = Annotated[JudgeServing, Depends(get_serving)]
 
 
-@router.post("/pairwise", response_model=PairwiseResponse)
+@router.post("/pairwise", **returns(PairwiseResponse))
 @with_cancellation
-async def pairwise(body: PairwiseRequest, serving: Serving, raw_request: Request) -> PairwiseResponse:
+async def pairwise(body: PairwiseRequest, serving: Serving, raw_request: Request) -> Response:
     """Judge two responses with k votes; the winner is their majority."""
-    return await serving.pairwise(body)
+    return send(await serving.pairwise(body))
 
 
-@router.post("/rank", response_model=RankResponse)
+@router.post("/rank", **returns(RankResponse))
 @with_cancellation
-async def rank(body: RankRequest, serving: Serving, raw_request: Request) -> RankResponse:
+async def rank(body: RankRequest, serving: Serving, raw_request: Request) -> Response:
     """Rank N responses by ELO round robin or a knockout bracket."""
-    return await serving.rank(body)
+    return send(await serving.rank(body))
 
 
-@router.post("/render", response_model=RenderResponse)
-async def render(body: RenderRequest, serving: Serving) -> RenderResponse:
+@router.post("/render", **returns(RenderResponse))
+async def render(body: RenderRequest, serving: Serving) -> Response:
     """Dry run: the exact prompt text and token ids a comparison would send to the engine."""
-    return await serving.render(body)
+    return send(await serving.render(body))

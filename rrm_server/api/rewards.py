@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from rrm_server.api.cancellation import with_cancellation
 from rrm_server.api.deps import get_rewards
 from rrm_server.api.errors import ERROR_RESPONSES
+from rrm_server.api.responses import returns, send
 from rrm_server.protocol.rewards import GetRewardRequest, GetRewardResponse, RewardsRequest, RewardsResponse
 from rrm_server.serving.rewards import RewardServing
 
@@ -16,17 +18,17 @@ router = APIRouter(tags=["rewards"], responses=ERROR_RESPONSES)
 Rewards = Annotated[RewardServing, Depends(get_rewards)]
 
 
-@router.post("/v1/rewards", response_model=RewardsResponse)
+@router.post("/v1/rewards", **returns(RewardsResponse))
 @with_cancellation
-async def rewards(body: RewardsRequest, serving: Rewards, raw_request: Request) -> RewardsResponse:
+async def rewards(body: RewardsRequest, serving: Rewards, raw_request: Request) -> Response:
     """Groups of responses in, one reward per response out (normalised within its group)."""
-    return await serving.rewards(body)
+    return send(await serving.rewards(body))
 
 
-@router.post("/get_reward", response_model=GetRewardResponse)
-async def get_reward(body: GetRewardRequest, serving: Rewards) -> GetRewardResponse:
+@router.post("/get_reward", **returns(GetRewardResponse))
+async def get_reward(body: GetRewardRequest, serving: Rewards) -> Response:
     """OpenRLHF's remote reward endpoint (``--reward.remote_url http://host:port/get_reward``).
 
     Not cancelled on disconnect: in group mode a sample's siblings wait on the same ranking, and a
     retry of this sample joins it."""
-    return await serving.get_reward(body)
+    return send(await serving.get_reward(body))
