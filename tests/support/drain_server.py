@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from transformers import AutoTokenizer
 
 from rrm_server.api.app import build_app
