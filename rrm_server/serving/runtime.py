@@ -105,7 +105,8 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self.state is State.ready
+        """The engine is loaded and healthy (the rrm_engine_ready gauge), draining or not."""
+        return self.state in (State.ready, State.draining)
 
     def state_message(self, state: State | None = None) -> str:
         state = state or self.state
