@@ -81,7 +81,13 @@ def test_redis_stopped_and_restarted_under_load_fails_no_request(faulty, redis_p
     async def go() -> None:
         stop_at = asyncio.Event()
         workers = [asyncio.create_task(load(w, stop_at)) for w in range(4)]
-        await asyncio.sleep(4)
+        # Under load before the fault: wait for answers (a float32 engine on an AVX2 box can take
+        # longer than a fixed few seconds to answer the first ones), then stop Redis.
+        for _ in range(600):
+            if len(statuses) >= 4:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
         await asyncio.to_thread(redis_proc.stop)
         await asyncio.sleep(4)
         await asyncio.to_thread(redis_proc.start)
