@@ -116,10 +116,6 @@ class JudgeServing:
                            codec=ctx.codec, scope=ctx.scope, plan=ctx.plan, request_id=ctx.request_id,
                            use_cache=ctx.use_cache, budget=ctx.budget())
 
-    async def prepare(self, req: RankRequest | RenderRequest | PairwiseRequest,
-                      responses: list[str]) -> list[PreparedAnswer]:
-        return await self.resolver.prepare(req, responses)
-
 
 def with_degenerate(outcome: RankOutcome, live: list[int], answers: list[PreparedAnswer],
                     strategy: str) -> RankOutcome:

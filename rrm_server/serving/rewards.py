@@ -79,7 +79,7 @@ class RewardServing:
 
     async def _group(self, req: RankRequest, rid: str) -> GroupRewards:
         if len(req.responses) == 1:  # nothing to compare: alone (neutral), or degenerate
-            answers = await self.judge.prepare(req, req.responses)
+            answers = await self.judge.resolver.prepare(req, req.responses)
             return self._group_rewards([None], answers, [0], None, Usage())
         judged = await self.judge.judge(req, rid)
         o = judged.outcome
@@ -171,7 +171,7 @@ class RewardServing:
     async def _deadline_rule(self, results: list[SampleScore], responses: list[str]) -> list[SampleScore]:
         """A group that missed its deadline has no judged result, but a degenerate sample still gets
         its rule (capped by the real samples' neutral score), never the neutral one."""
-        answers = await self.judge.prepare(RankRequest.model_construct(), responses)
+        answers = await self.judge.resolver.prepare(RankRequest.model_construct(), responses)
         rule = self._with_degenerate([None] * len(responses), answers)
         return [replace(r, score=score, neutral=False, reason=a.status.value, empty=True)
                 if r.reason == "deadline" and a.degenerate else r
@@ -197,7 +197,7 @@ class RewardServing:
     async def _rank_group(self, question: str, responses: list[str]) -> list[SampleScore]:
         n = len(responses)
         if n == 1:
-            answers = await self.judge.prepare(RankRequest.model_construct(), responses)
+            answers = await self.judge.resolver.prepare(RankRequest.model_construct(), responses)
             (score, neutral), = self._with_degenerate([None], answers)
             a = answers[0]
             return [SampleScore(score, neutral, a.status.value if a.degenerate else "alone", 1, empty=a.degenerate)]
