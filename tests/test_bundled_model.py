@@ -9,6 +9,8 @@ import pytest
 from rrm_server import bundled_model
 
 
+# a real download and conversion into a temporary directory
+@pytest.mark.weights
 def test_conversion_from_scratch_and_reuse(tmp_path, model_dir, monkeypatch):
     out = bundled_model.ensure_bundled_model(tmp_path)
     assert out == tmp_path / bundled_model.MODEL_DIRNAME and bundled_model.is_prepared(tmp_path)

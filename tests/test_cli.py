@@ -33,6 +33,8 @@ def test_usage_and_unknown_command():
     assert helped.returncode == 0 and "--max-votes" in helped.stdout
 
 
+# `rrm-server prepare-model` in a subprocess converts the machine's model
+@pytest.mark.weights
 def test_prepare_model_prints_the_converted_directory(model_dir):
     out = run("prepare-model")
     assert out.returncode == 0

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from rrm_server.api.app import build_app
 from rrm_server.engine import EngineUnavailable
@@ -114,6 +115,8 @@ def test_restart_budget_spent_turns_health_red(model_dir, tokenizer):
         assert httpx.get(f"{url}/ready").json()["error"]["type"] == "engine_failed"
 
 
+# the real serving loop in its own process: ~15-20 s
+@pytest.mark.slow
 def test_exit_policy_stops_the_server_with_a_failure_status(model_dir):
     """The real serving loop: --engine-on-failure exit ends the process with status 3."""
     port = free_port()

@@ -15,8 +15,8 @@ def scripted(tokenizer):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def api_settings(model_dir) -> Settings:  # type: ignore[no-untyped-def]
-    return Settings(model=str(model_dir), max_responses=10, max_votes=8, max_text_chars=5000)
+def api_settings(tokenizer_dir) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(model=str(tokenizer_dir), max_responses=10, max_votes=8, max_text_chars=5000)
 
 
 @pytest.fixture(scope="module")

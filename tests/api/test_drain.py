@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import drain_server
 from tests.support.server import free_port
@@ -16,6 +17,8 @@ from tests.support.server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# the real serving loop in its own process: ~15-20 s
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_work_and_turns_ready_off_first(model_dir):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

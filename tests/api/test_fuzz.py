@@ -123,6 +123,8 @@ def _fit_get_reward(body: dict) -> dict:
     return body
 
 
+# schemathesis, ~900 generated requests: ~25 s
+@pytest.mark.slow
 @schema.parametrize()
 def test_fuzz(case, fuzz_url):  # type: ignore[no-untyped-def]
     # Positive cases fit the schema (they may still exceed the server's limits: a 400 is fine); negative

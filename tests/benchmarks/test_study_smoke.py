@@ -31,6 +31,8 @@ def run(tmp_path):  # type: ignore[no-untyped-def]
     return go
 
 
+# a benchmark script in a subprocess: ~7 s
+@pytest.mark.slow
 def test_strategy_study_with_sparse_tournaments(run, tmp_path):
     out = run("benchmarks.strategy_study", "--limit", "8", "--sizes", "4", "--sparse-sizes", "4,8",
               "--real-questions", "0", "--out-dir", str(tmp_path))
@@ -45,6 +47,8 @@ def test_strategy_study_with_sparse_tournaments(run, tmp_path):
     assert (tmp_path / "sparse_study.png").stat().st_size > 0
 
 
+# its subprocess loads the tokenizer via ensure_bundled_model()
+@pytest.mark.weights
 def test_reasoning_strip_counts_saved_tokens(run):
     out = run("benchmarks.reasoning_strip", "--questions", "10")
     assert out["comparisons"] == 30

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rrm_server.engine.vllm_local import engine_args_for
 from rrm_server.settings import BUNDLED_MAX_MODEL_LEN, Settings
 
 
+# engine_args_for builds vLLM's AsyncEngineArgs
+@pytest.mark.vllm
 def test_cpu_defaults_avoid_the_seeded_chunked_prefill_crash():
     args = engine_args_for(Settings(device="cpu"), "/models/x")
     assert args.enable_chunked_prefill is False
@@ -15,6 +19,7 @@ def test_cpu_defaults_avoid_the_seeded_chunked_prefill_crash():
     assert args.max_model_len == BUNDLED_MAX_MODEL_LEN
 
 
+@pytest.mark.vllm
 def test_gpu_defaults_leave_vllm_in_charge():
     args = engine_args_for(Settings(device="cuda", model="Reward-Reasoning/RRM-7B", tensor_parallel_size=2),
                            "Reward-Reasoning/RRM-7B")
@@ -26,6 +31,7 @@ def test_gpu_defaults_leave_vllm_in_charge():
     assert args.served_model_name == ["Reward-Reasoning/RRM-7B"]
 
 
+@pytest.mark.vllm
 def test_operator_overrides_win():
     args = engine_args_for(Settings(device="cpu", enable_chunked_prefill=True, max_model_len=2048,
                                     gpu_memory_utilization=0.4, max_num_seqs=8), "/m")

@@ -96,6 +96,8 @@ def test_the_request_deadline_holds_against_a_hung_replica(gateway):
     assert httpx.get(f"{url}/health").status_code == 200  # the gateway itself is fine
 
 
+# waits out real health-check timeouts: ~10 s
+@pytest.mark.slow
 def test_a_replica_whose_health_check_hangs_leaves_the_pool(gateway):
     url, replica = gateway
     assert httpx.get(f"{url}/ready").status_code == 200

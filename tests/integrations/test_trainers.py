@@ -127,6 +127,8 @@ def grpo_trainer(funcs):  # type: ignore[no-untyped-def]
     return t
 
 
+# TRL's GRPOTrainer imports vLLM whenever it is installed (the reward path does not use it)
+@pytest.mark.vllm
 @pytest.mark.parametrize("method", ["elo", "knockout"])
 def test_trl_grpo_reward_path_never_rewards_an_empty_completion(service, method):
     pytest.importorskip("trl", reason="trl is in the test extra")

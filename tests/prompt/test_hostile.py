@@ -21,8 +21,17 @@ from rrm_server.prompt.verdict import InvalidReason, parse_verdict
 from tests.prompt.hostile_corpus import BY_NAME, CASES, CONTROL_SPELLINGS, NOT_A_VERDICT, ZW, HostileCase
 
 BENIGN = {"query": "What is 2+2?", "first": "4", "second": "5"}
+# The corpus's huge inputs (size:*) cost ~40 s of tokenizer work in all: slow tier. Their bounded-
+# tokenizer-calls and verdict-side cases stay in the fast tier.
+_SIZE = [pytest.mark.slow]
+
+
+def _marks(case: HostileCase) -> list:
+    return _SIZE if case.name.startswith("size:") else []
+
+
 FIELD_CASES = [
-    pytest.param(case, field, id=f"{case.name}-{field}")
+    pytest.param(case, field, id=f"{case.name}-{field}", marks=_marks(case))
     for case in CASES
     for field in ("query", "first", "second", "all")
     if not (case.huge and field == "all")
@@ -306,7 +315,7 @@ def reference_build(b: PromptBuilder, q: str, a: str, second: str) -> list[int]:
     return ids + reference_encode(b.tokenizer, text[pos:])
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=_marks(c)) for c in CASES])
 def test_fast_escaping_gives_the_reference_ids_on_the_corpus(bld, case: HostileCase):
     assert bld.build_ids("Q", case.text, "B") == reference_build(bld, "Q", case.text, "B")
     if not case.huge:  # the same path as inside build_ids (the reference is slow on huge ones)
