@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +16,8 @@ import pytest
 from rrm_server.engine.base import EngineError, EngineUnavailable, GenerationRequest
 from rrm_server.engine.openai_pool import OpenAIPoolEngine, Replica, _generation, rendezvous
 from rrm_server.settings import Settings
-from tests.support.server import free_port, serve_in_thread
+from tests.support.fake_replica import CARD, FakeReplica
+from tests.support.server import serve_in_thread
 
 
 def pool(n: int, routing: str = "prefix_affinity") -> OpenAIPoolEngine:
@@ -81,76 +80,6 @@ def test_completion_response_parsing():
 
 
 # --- fake replicas: real HTTP on loopback ---------------------------------------------------------
-
-CARD = {"id": "rrm-7b", "object": "model", "root": "/models/RRM-7B", "max_model_len": 8192}
-COMPLETION = {"choices": [{"text": "\\boxed{Assistant 1}", "finish_reason": "stop", "token_ids": [5, 6]}],
-              "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
-
-
-class FakeReplica:
-    """A `vllm serve` stand-in: answers /health and /v1/models (``cards``), and /v1/completions with
-    COMPLETION, or, with ``hang``, accepts the request and never answers until the client closes."""
-
-    def __init__(self, cards: list[dict] | None = None, hang: bool = False) -> None:
-        self.cards = cards if cards is not None else [dict(CARD)]
-        self.hang = hang
-        self.healthy = True
-        self.bodies: list[dict] = []  # completion requests received
-        self.closed_by_client = 0
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._ready.set()
-        try:
-            self._loop.run_until_complete(self._server.serve_forever())
-        except asyncio.CancelledError:
-            pass
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line, *header_lines = head.decode().split("\r\n")
-                headers = {k.lower(): v for k, v in (h.split(": ", 1) for h in header_lines if ": " in h)}
-                raw = await reader.readexactly(int(headers.get("content-length") or 0))
-                path = request_line.split()[1]
-                status, payload = 200, {}
-                if path == "/v1/completions":
-                    self.bodies.append(json.loads(raw))
-                    if self.hang:
-                        await reader.read()  # b"" once the client gives up and closes
-                        self.closed_by_client += 1
-                        return
-                    payload = COMPLETION
-                elif path == "/v1/models":
-                    payload = {"object": "list", "data": self.cards}
-                elif path == "/health" and not self.healthy:
-                    status = 503
-                body = json.dumps(payload).encode()
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
-                             f"content-length: {len(body)}\r\n\r\n".encode() + body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
-        finally:
-            writer.close()
-
 
 @pytest.fixture
 def replicas() -> Iterator[list[FakeReplica]]:
