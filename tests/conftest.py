@@ -34,7 +34,7 @@ TOKENIZER_FILES = REPO / "tests" / "fixtures" / "smollm2-tokenizer"
 
 NEEDS_WEIGHTS = ("engine", "weights")  # model_dir is then the real bundled model
 MAY_IMPORT_VLLM = ("engine", "vllm")
-NOT_FAST = ("engine", "weights", "vllm", "slow")
+NOT_FAST = ("engine", "weights", "vllm", "slow", "ray")
 
 
 # -- tiers -----------------------------------------------------------------------------------------

@@ -42,8 +42,15 @@ def _violations(inside: str, forbidden: tuple[str, ...], allowed: tuple[str, ...
     return bad
 
 
-def test_only_the_http_layer_and_the_cli_import_the_api() -> None:
-    assert _violations("rrm_server", ("rrm_server.api",), allowed=("rrm_server.api", "rrm_server.cli")) == []
+def test_only_the_http_layer_and_what_starts_it_import_the_api() -> None:
+    # The CLI runs the app under uvicorn; the Ray Serve application runs it as Serve's ingress.
+    starters = ("rrm_server.api", "rrm_server.cli", "rrm_server.ray_serve.app")
+    assert _violations("rrm_server", ("rrm_server.api",), allowed=starters) == []
+
+
+def test_only_the_ray_serve_code_imports_ray() -> None:
+    # The in-process and remote-pool services must not need Ray installed (the ray extra).
+    assert _violations("rrm_server", ("ray",), allowed=("rrm_server.ray_serve", "rrm_server.engine.ray_handle")) == []
 
 
 def test_the_serving_layer_knows_no_http() -> None:

@@ -57,7 +57,9 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RRMError)
     async def _rrm(_: Request, exc: RRMError) -> JSONResponse:
-        return error_response(exc.status_code, exc.error_type, exc.message, exc.param)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+        return error_response(exc.status_code, exc.error_type, exc.message, exc.param, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

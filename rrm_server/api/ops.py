@@ -39,6 +39,7 @@ class ModelCard(BaseModel):
     max_model_len: int
     prompt_version: str
     fingerprint: str
+    replicas: int | None = None  # engine replicas serving it (a pool, or Ray Serve), where known
 
 
 class ModelList(BaseModel):
@@ -95,7 +96,8 @@ async def models(runtime: RuntimeDep) -> JSONResponse:
         data.append({"id": m.name, "object": "model", "owned_by": "rrm-server", "root": m.path,
                      "max_model_len": m.max_model_len,
                      "prompt_version": runtime.serving.builder.spec.version,
-                     "fingerprint": runtime.serving.fingerprint})
+                     "fingerprint": runtime.serving.fingerprint,
+                     "replicas": runtime.engine.stats().get("healthy_replicas")})
     return JSONResponse({"object": "list", "data": data})
 
 

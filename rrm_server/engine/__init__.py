@@ -1,6 +1,7 @@
 """Engines behind one interface: ``EngineClient``."""
 
 from rrm_server.engine.base import (
+    EngineBusy,
     EngineClient,
     EngineError,
     EngineUnavailable,
@@ -9,7 +10,8 @@ from rrm_server.engine.base import (
     ModelInfo,
 )
 
-__all__ = ["EngineClient", "EngineError", "EngineUnavailable", "Generation", "GenerationRequest", "ModelInfo"]
+__all__ = ["EngineBusy", "EngineClient", "EngineError", "EngineUnavailable", "Generation", "GenerationRequest",
+           "ModelInfo"]
 
 
 def build_engine(settings) -> EngineClient:  # type: ignore[no-untyped-def]

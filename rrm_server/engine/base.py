@@ -30,6 +30,7 @@ class Generation:
     token_ids: Sequence[int] = ()
     # Per generated position: token id -> log probability (top-k and the sampled token).
     logprobs: list[dict[int, float]] | None = None
+    served_by: str | None = None  # the engine replica that generated it, where there are several
 
 
 class EngineError(Exception):
@@ -38,6 +39,14 @@ class EngineError(Exception):
 
 class EngineUnavailable(EngineError):
     """The engine is not loaded or has died: no generation can succeed until it is back."""
+
+
+class EngineBusy(EngineError):
+    """The engine's queues are full (Ray Serve backpressure): the request is refused, to retry later."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

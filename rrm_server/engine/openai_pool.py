@@ -3,10 +3,11 @@
 Prompts go as token ids to ``/v1/completions`` (so the gateway's token-level prompt safety holds
 remotely too), with ``return_token_ids`` and, for verdict probes, ``logprobs`` with tokens as ids.
 
-Routing: comparisons that share a prefix (same query, same response shown first: the
-``affinity_key`` the comparator sets) go to the same replica, chosen by rendezvous hashing over the
-healthy replicas, so that replica's prefix cache is hit; a replica already carrying much more than
-its share of in-flight requests hands new keys to the least loaded one (bounded load). Health checks
+Routing (``engine/routing.py``, shared with the Ray Serve router): comparisons that share a prefix
+(same query, same response shown first: the ``affinity_key`` the vote runner sets) go to the same
+replica, chosen by rendezvous hashing over the healthy replicas, so that replica's prefix cache is
+hit; a replica already carrying much more than its share of in-flight requests hands new keys to the
+least loaded one (bounded load). Health checks
 take replicas out and back in. A request is retried on another replica only when it could not have
 run (connection refused or reset before a response), the replica answered 5xx, or it did not answer
 within the read timeout (the request is closed, which aborts it there); never while it may still be
@@ -37,10 +38,10 @@ from rrm_server.engine.base import (
     GenerationRequest,
     ModelInfo,
 )
+from rrm_server.engine.routing import affinity_pick
 from rrm_server.settings import Settings
 
 logger = logging.getLogger(__name__)
-LOAD_FACTOR = 1.5  # a replica may carry this much more than the mean in-flight load before spilling
 # Seconds to wait for a replica's answer to one generation (a non-streamed completion sends nothing
 # until it is done). Generous: up to max_tokens (8k for the RRM) on a busy GPU, behind vLLM's own
 # queue, can take minutes; finite, so a replica that accepts and never answers cannot hold a
@@ -61,15 +62,6 @@ class Replica:
     mismatch: str | None = None  # why its model card keeps it out of the pool (logged once)
 
 
-def rendezvous(key: str, replicas: Sequence[Replica]) -> list[Replica]:
-    """Replicas in preference order for ``key`` (highest random weight first): stable per key, and
-    only the keys of a replica that leaves move."""
-    def weight(r: Replica) -> bytes:
-        return hashlib.blake2b(f"{key}|{r.url}".encode(), digest_size=8).digest()
-
-    return sorted(replicas, key=weight, reverse=True)
-
-
 @dataclass
 class OpenAIPoolEngine(EngineClient):
     settings: Settings
@@ -86,6 +78,9 @@ class OpenAIPoolEngine(EngineClient):
         urls = [u.strip().rstrip("/") for u in (self.settings.engine_url or "").split(",") if u.strip()]
         if not urls:
             raise ValueError("--engine openai needs --engine-url URL[,URL...]")
+        if self.settings.engine_routing == "power_of_two":
+            raise ValueError("engine_routing power_of_two is Ray Serve's router (--ray); the --engine openai "
+                             "pool routes by prefix_affinity or round_robin")
         self.replicas = [Replica(u) for u in urls]
 
     @property
@@ -220,12 +215,7 @@ class OpenAIPoolEngine(EngineClient):
         if self.settings.engine_routing == "round_robin":
             self._turn += 1
             return healthy[self._turn % len(healthy)]
-        order = rendezvous(key, healthy)
-        mean = sum(r.in_flight for r in healthy) / len(healthy)
-        first = order[0]
-        if first.in_flight > LOAD_FACTOR * mean + 4:  # bounded load: spill to the least busy
-            return min(healthy, key=lambda r: r.in_flight)
-        return first
+        return affinity_pick(key, healthy, name=lambda r: r.url, load=lambda r: r.in_flight)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._http is None:

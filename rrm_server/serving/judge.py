@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 
 from rrm_server.cache.store import VoteCache
 from rrm_server.concurrency import first_error
-from rrm_server.engine.base import EngineClient, EngineUnavailable, ModelInfo
-from rrm_server.errors import EngineFailure, Unavailable
+from rrm_server.engine.base import EngineBusy, EngineClient, EngineUnavailable, ModelInfo
+from rrm_server.errors import EngineFailure, Overloaded, Unavailable
 from rrm_server.judging.match import MatchResult
 from rrm_server.judging.strategies import RankOutcome, Score, UnrankedScore, get_strategy
 from rrm_server.judging.votes import Tally
@@ -105,6 +105,9 @@ class JudgeServing:
             cause = first_error(e)
             if isinstance(cause, EngineUnavailable):
                 raise EngineFailure(f"the judge engine failed while this request ran: {cause}") from cause
+            if isinstance(cause, EngineBusy):
+                raise Overloaded(f"the judge engines are at capacity: {cause}; retry later",
+                                 cause.retry_after) from cause
             raise cause from None
         outcome = with_degenerate(outcome, ctx.live, ctx.answers, ctx.strategy)
         metrics.record_usage(runner.usage, [v for m in outcome.matches for v in m.votes])

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rrm_server.cache.store import CacheStats
-from rrm_server.engine.base import EngineClient, EngineError, EngineUnavailable, Generation, GenerationRequest
+from rrm_server.engine.base import (
+    EngineBusy,
+    EngineClient,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationRequest,
+)
 from rrm_server.judging.votes import Judgment
 from rrm_server.ops import metrics
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
@@ -123,7 +130,7 @@ class VoteRunner:
         self.usage.engine_calls += 1
         try:
             g = await self._generate(request)
-        except EngineUnavailable:
+        except (EngineUnavailable, EngineBusy):  # the whole request fails (503 / 429), not one vote
             raise
         except EngineError as e:
             return Judgment(None, InvalidReason.engine_error, error=str(e))
@@ -197,7 +204,7 @@ class VoteRunner:
         self.usage.probe_calls += 1
         try:
             g = await self._generate(request)
-        except EngineUnavailable:
+        except (EngineUnavailable, EngineBusy):  # the whole request fails (503 / 429), not one vote
             raise
         except EngineError:
             return None

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from rrm_server.engine.base import EngineError, EngineUnavailable, GenerationRequest
-from rrm_server.engine.openai_pool import OpenAIPoolEngine, Replica, _generation, rendezvous
+from rrm_server.engine.openai_pool import OpenAIPoolEngine, Replica, _generation
+from rrm_server.engine.routing import rendezvous
 from rrm_server.settings import Settings
 from tests.support.fake_replica import CARD, FakeReplica
 from tests.support.server import serve_in_thread
@@ -64,7 +65,7 @@ def test_round_robin_ignores_prefixes_and_skips_unhealthy_replicas():
 
 def test_rendezvous_orders_every_replica():
     rs = [Replica(f"http://r{i}") for i in range(4)]
-    assert sorted(r.url for r in rendezvous("k", rs)) == sorted(r.url for r in rs)
+    assert sorted(r.url for r in rendezvous("k", rs, name=lambda r: r.url)) == sorted(r.url for r in rs)
 
 
 def test_completion_response_parsing():
@@ -264,6 +265,7 @@ def test_the_gateway_reports_and_accepts_the_replicas_model(replicas, model_dir,
         m = httpx.get(f"{url}/v1/models").json()["data"][0]
         assert (m["id"], m["root"], m["max_model_len"]) == ("rrm-7b", "/models/RRM-7B", 8192)
         assert m["fingerprint"] == remote_fingerprint("/models/RRM-7B", "rrm-7b")
+        assert m["replicas"] == 1  # healthy replicas in the pool
         body = {"query": "q", "responses": ["a", "b"], "votes": 1, "verdict_probs": False}
         ok = httpx.post(f"{url}/v1/judge/pairwise", json={**body, "model": "rrm-7b"}, timeout=30)
         assert ok.status_code == 200, ok.text

@@ -91,12 +91,12 @@ def queries_on_both_replicas(urls: list[str], first: str) -> list[str]:
     """Two queries whose prefix (query + first response) rendezvous-hashes to each replica. The
     replicas' URLs carry free ports, so fixed queries would all land on one replica in 1 run of 8."""
     from rrm_server.cache.keys import text_hash
-    from rrm_server.engine.openai_pool import Replica, rendezvous
+    from rrm_server.engine.routing import rendezvous
 
     by_replica: dict[str, list[str]] = {u: [] for u in urls}
     for i in range(200):
         q = f"Question {i}: name something."
-        top = rendezvous(f"{text_hash(q)}:{text_hash(first)}", [Replica(u) for u in urls])[0].url
+        top = rendezvous(f"{text_hash(q)}:{text_hash(first)}", urls, name=str)[0]
         by_replica[top].append(q)
     assert all(len(qs) >= 2 for qs in by_replica.values())
     return [q for qs in by_replica.values() for q in qs[:2]]

@@ -1,0 +1,26 @@
+"""Engine factories for Ray Serve engine replicas in tests (``engine_factory`` of
+``rrm_server.ray_serve.app.application``): the scripted judge, imported inside each replica."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rrm_server.settings import Settings
+from tests.support.engines import ScriptedEngine
+
+
+def _tokenizer(settings: Settings) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(settings.tokenizer or settings.model)
+
+
+def scripted(settings: Settings) -> ScriptedEngine:
+    """Prefers the longer response; answers at once."""
+    return ScriptedEngine(tokenizer=_tokenizer(settings))
+
+
+def slow(settings: Settings) -> ScriptedEngine:
+    """The same judge taking 1 s per comparison: requests stay in flight long enough to kill a
+    replica under them, fill the queues, or make the autoscaler add a replica."""
+    return ScriptedEngine(tokenizer=_tokenizer(settings), delay=1.0)
