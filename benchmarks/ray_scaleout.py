@@ -81,7 +81,7 @@ def service(name: str, ray: bool, replicas: int, routing: str, logs: Path) -> It
 
 async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
     latencies: list[float] = []
-    totals = {"engine_calls": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "failed": 0, "invalid": 0}
+    totals = {"engine_calls": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "failed": 0, "failed_judgments": 0}
     queue = list(bodies)
 
     async def worker(c: httpx.AsyncClient) -> None:
@@ -94,7 +94,7 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
                 totals["failed"] += 1
                 continue
             usage = r.json()["usage"]
-            totals["invalid"] += usage["failed_judgments"]
+            totals["failed_judgments"] += usage["failed_judgments"]
             for k in ("engine_calls", "prompt_tokens", "cached_prompt_tokens"):
                 totals[k] += usage[k]
 
@@ -103,7 +103,7 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
         await asyncio.gather(*(worker(c) for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     return {"requests": len(bodies), "failed": totals["failed"], "engine_calls": totals["engine_calls"],
-            "engine_errors_or_invalid": totals["invalid"], "seconds": round(wall, 1),
+            "failed_judgments": totals["failed_judgments"], "seconds": round(wall, 1),
             "comparisons_per_s": round(totals["engine_calls"] / wall, 3),
             "prefix_cache_hit_rate": round(totals["cached_prompt_tokens"] / max(1, totals["prompt_tokens"]), 3),
             "p50_s": round(percentile(latencies, 0.5), 2)}

@@ -106,8 +106,11 @@ class RayHandleEngine(EngineClient):
                 if attempt < MAX_RERUNS:
                     self.reruns += 1
                     logger.warning("engine replica lost a comparison (%s); re-running it", last)
-            except EngineError:
-                raise  # this generation failed on a live engine: an invalid vote
+            except EngineError as e:  # this generation failed on a live engine: an invalid vote
+                # A replica's exception arrives as Ray's task error (its str is the remote traceback):
+                # the vote records the engine's own message.
+                cause = getattr(e, "cause", None)
+                raise EngineError(str(cause if isinstance(cause, Exception) else e)) from None
             except Exception as e:  # the replica's own failure, not the engine's: one invalid vote
                 raise EngineError(f"{type(e).__name__}: {str(e)[:300]}") from e
         raise EngineError(f"the comparison lost its engine replica {MAX_RERUNS + 1} times ({last})")

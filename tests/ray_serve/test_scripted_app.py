@@ -59,6 +59,18 @@ def test_bad_input_gets_our_error_shape_through_serve(two_replicas):
     assert r.json()["error"]["type"] == "invalid_request"
 
 
+def test_a_failed_generation_is_one_invalid_vote_with_the_engines_message(two_replicas):
+    from tests.support.ray_engines import FAILING_QUERY
+
+    r = httpx.post(f"{two_replicas}/v1/judge/pairwise", timeout=60,
+                   json={"query": FAILING_QUERY, "responses": RESPONSES[:2], "votes": 2})
+    assert r.status_code == 200, r.text
+    votes = r.json()["votes"]
+    assert votes and all(v["invalid_reason"] == "engine_error" for v in votes)
+    assert {v["error"] for v in votes} == {"scripted engine error"}  # not Ray's remote traceback
+    assert r.json()["winner"] is None
+
+
 async def test_affinity_keeps_a_prefix_on_one_replica(two_replicas, builder):
     from ray import serve
     from ray.serve.context import _set_request_context, _unset_request_context
