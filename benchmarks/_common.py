@@ -82,6 +82,18 @@ def server_process(*flags: str, env: dict | None = None,
             os.killpg(proc.pid, 9)
 
 
+def stop_group(proc: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its group, SIGKILL after ``grace`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 15)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait()
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 600) -> float:
     """Seconds until /ready is 200; raises if the server exits or never gets there."""
     started = time.monotonic()

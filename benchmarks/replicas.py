@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks._common import RESULTS, free_port, machine, percentile, write_result
-from benchmarks.strategy_study import load_questions
+from benchmarks._common import RESULTS, free_port, machine, stop_group, write_result
+from benchmarks._rank_load import add_workload_args, drive, elo_bodies
 from rrm_server import bundled_model
 
 
@@ -43,17 +42,6 @@ def wait_ok(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} not up after {timeout}s")
         time.sleep(1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @contextlib.contextmanager
@@ -79,7 +67,7 @@ def replicas(model: Path, cores: list[str], logs: Path) -> Iterator[list[str]]:
         yield urls
     finally:
         for p in procs:
-            stop(p)
+            stop_group(p)
 
 
 @contextlib.contextmanager
@@ -98,7 +86,7 @@ def gateway(model: Path, urls: list[str], routing: str, logs: Path, name: str,
         wait_ok(f"{url}/ready", proc)
         yield url
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 def prefix_counters(url: str) -> tuple[float, float]:
@@ -111,40 +99,11 @@ def prefix_counters(url: str) -> tuple[float, float]:
     return got["vllm:prefix_cache_queries"], got["vllm:prefix_cache_hits"]
 
 
-async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
-    latencies: list[float] = []
-    calls = 0
-    failed = 0
-    queue = list(bodies)
-
-    async def worker(c: httpx.AsyncClient) -> None:
-        nonlocal calls, failed
-        while queue:
-            body = queue.pop(0)
-            t0 = time.perf_counter()
-            r = await c.post("/v1/judge/rank", json=body)
-            latencies.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                failed += 1
-                continue
-            calls += r.json()["usage"]["engine_calls"]
-
-    t0 = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=3600) as c:
-        await asyncio.gather(*(worker(c) for _ in range(concurrency)))
-    wall = time.perf_counter() - t0
-    return {"requests": len(bodies), "failed": failed, "engine_calls": calls, "seconds": round(wall, 1),
-            "requests_per_s": round(len(bodies) / wall, 3), "comparisons_per_s": round(calls / wall, 2),
-            "p50_s": round(percentile(latencies, 0.5), 2), "p99_s": round(percentile(latencies, 0.99), 2)}
-
-
 def run(questions: int = 4, concurrency: int = 4, max_tokens: int = 16) -> dict:
     model = bundled_model.ensure_bundled_model()
     logs = RESULTS / "replicas-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    bodies = [{"query": q, "responses": texts, "method": "elo", "votes": 2, "order": "both", "early_stop": False,
-               "seed": i, "max_tokens": max_tokens, "cache": False, "verdict_probs": False}
-              for i, (q, texts, _) in enumerate(load_questions(4)[:questions])]
+    bodies = elo_bodies(questions, max_tokens)
     arms = [("1 replica", 1, "prefix_affinity"), ("2 replicas, prefix affinity", 2, "prefix_affinity"),
             ("2 replicas, round robin", 2, "round_robin")]
     rows = []
@@ -160,6 +119,8 @@ def run(questions: int = 4, concurrency: int = 4, max_tokens: int = 16) -> dict:
             after = [prefix_counters(u) for u in used]
             queried = sum(a[0] - b[0] for a, b in zip(after, before))
             hits = sum(a[1] - b[1] for a, b in zip(after, before))
+            for k in ("prompt_tokens", "cached_prompt_tokens"):  # the pool's usage has no cached counts
+                result.pop(k)
             row = {"arm": name, "replicas": n, "routing": routing, **result,
                    "prefix_cache_hit_rate": round(hits / queried, 3) if queried else None,
                    "calls_per_replica": [split.get(f"replica_{i}_requests", 0) for i in range(n)]}
@@ -175,9 +136,7 @@ def run(questions: int = 4, concurrency: int = 4, max_tokens: int = 16) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=16)
+    add_workload_args(ap)
     args = ap.parse_args()
     result = run(args.questions, args.concurrency, args.max_tokens)
     out = write_result("replicas", {"machine": machine(), **result,

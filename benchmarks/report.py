@@ -98,6 +98,12 @@ def write(results: Path) -> Path:
                                     ("p99_s", "p99 s"), ("prefix_cache_hit_rate", "prefix-cache hit rate"),
                                     ("calls_per_replica", "calls per replica")])
         lines += ["", f"Summary: {d['summary']}", ""]
+    if d := _load(results, "ray_scaleout"):
+        lines += ["## Scale-out on Ray Serve", "", f"`{d['command']}`", ""]
+        lines += _table(d["rows"], [("arm", "arm"), ("ready_s", "ready s"), ("comparisons_per_s", "comparisons/s"),
+                                    ("hit_rate_by_wave", "prefix-cache hit rate by wave"),
+                                    ("p50_s_by_wave", "p50 s by wave")])
+        lines += ["", f"Summary: {d['summary']}", ""]
     if d := _load(results, "cold_start"):
         lines += ["## Cold start and memory (embedded default)", "", f"`{d['command']}`", "",
                   f"- command to /health {d['seconds_to_health']} s, to /ready **{d['seconds_to_ready']} s**",

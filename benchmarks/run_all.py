@@ -28,6 +28,8 @@ SUITES: dict[str, tuple[str, dict, dict]] = {
     "naive_client": ("benchmarks.naive_client", {"sizes": (4, 8), "max_tokens": 16}, {"sizes": (3,), "max_tokens": 2}),
     "replicas": ("benchmarks.replicas", {"questions": 4, "concurrency": 4, "max_tokens": 16},
                  {"questions": 1, "concurrency": 2, "max_tokens": 2}),
+    "ray_scaleout": ("benchmarks.ray_scaleout", {"questions": 8, "concurrency": 4, "max_tokens": 16, "waves": 3},
+                     {"questions": 1, "concurrency": 2, "max_tokens": 2, "waves": 2, "arms": ("ray, 1 replica",)}),
     "cold_start": ("benchmarks.cold_start", {}, {}),
 }
 # The shared data each suite reads, under ../shared/data (benchmarks/_common.py DATA).
@@ -36,6 +38,7 @@ DATA_NEEDED: dict[str, tuple[str, ...]] = {
     "engine_efficiency": ("pandalm/testset-v1.json",),
     "naive_client": ("gsm8k-bon/example_model_solutions.jsonl",),
     "replicas": ("gsm8k-bon/example_model_solutions.jsonl",),
+    "ray_scaleout": ("gsm8k-bon/example_model_solutions.jsonl",),
 }
 
 

@@ -17,8 +17,9 @@ from ray.serve.handle import DeploymentHandle
 
 from rrm_server.api.app import build_app as build_fastapi_app
 from rrm_server.engine.ray_handle import RayHandleEngine
+from rrm_server.protocol.judge import PairwiseRequest, PairwiseResponse, RankRequest, RankResponse
 from rrm_server.ray_serve.engine_replica import EngineReplica
-from rrm_server.serving.runtime import State, resolve_model_path
+from rrm_server.serving.runtime import Runtime, State, resolve_model_path
 from rrm_server.settings import Settings
 
 APP_NAME = "rrm"
@@ -40,6 +41,18 @@ class Gateway:
     def __serve_build_asgi_app__(self) -> Any:
         self.fastapi_app = build_fastapi_app(self.settings, engine=self.engine)
         return self.fastapi_app
+
+    # In-cluster callers skip HTTP (rrm_server/ray_serve/client.py): the serving layer directly, with
+    # the same records the HTTP routes send. No API keys or admission queue on this path (callers are
+    # inside the cluster; Serve's max_ongoing_requests bounds them); judgments metrics still count.
+    async def pairwise(self, request: PairwiseRequest) -> PairwiseResponse:
+        return await self._runtime().require_serving().pairwise(request)
+
+    async def rank(self, request: RankRequest) -> RankResponse:
+        return await self._runtime().require_serving().rank(request)
+
+    def _runtime(self) -> Runtime:
+        return self.fastapi_app.state.runtime  # built before Serve routes calls to this replica
 
     def check_health(self) -> None:
         state = self.fastapi_app.state.runtime.state if self.fastapi_app is not None else State.loading

@@ -67,11 +67,23 @@ def test_naive_client_and_replicas(smoke):
     assert r["rows"][2]["calls_per_replica"] == [6, 6]  # round robin
 
 
+def test_ray_scaleout(smoke):
+    r = load(smoke, "ray_scaleout")
+    (row,) = r["rows"]
+    assert row["arm"] == "ray, 1 replica" and row["failed"] == 0
+    assert row["engine_calls"] == 2 * 12  # two waves of one ELO request: 6 pairs x 2 orders
+    assert len(row["hit_rate_by_wave"]) == 2 and all(0 <= h <= 1 for h in row["hit_rate_by_wave"])
+    # The second wave repeats the first's prompts: its engine found them in its prefix cache.
+    assert row["hit_rate_by_wave"][1] > row["hit_rate_by_wave"][0]
+    assert 0 < row["ready_s"] and 0 < r["summary"]["serve_run_ready_s"]
+
+
 def test_cold_start_and_report(smoke):
     c = load(smoke, "cold_start")
     assert 0 < c["seconds_to_health"] <= c["seconds_to_ready"]
     assert c["engine_processes"] and c["total_rss_mib"] > c["gateway_rss_mib"] > 0
     report = (smoke / "report.md").read_text()
-    for heading in ("Engine efficiency", "naive client", "Gateway overhead", "Load curve", "Scale-out", "Cold start"):
+    for heading in ("Engine efficiency", "naive client", "Gateway overhead", "Load curve", "Scale-out", "Ray Serve",
+                    "Cold start"):
         assert heading in report
     assert "Smoke run" in report

@@ -10,8 +10,10 @@ import time
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from rrm_server.engine.base import GenerationRequest
+from rrm_server.protocol.judge import PairwiseResponse, RankResponse
 from rrm_server.settings import Settings
 from tests.ray_serve.conftest import engine_replicas, running, wait_until
 
@@ -51,6 +53,22 @@ def test_every_method_answers_through_serve(two_replicas):
     models = httpx.get(f"{url}/v1/models").json()["data"][0]
     assert models["id"] == "scripted-judge"
     wait_until(lambda: httpx.get(f"{url}/v1/models").json()["data"][0]["replicas"] == 2, 20, "two replicas")
+
+
+def test_in_cluster_callers_judge_through_handles_without_http(two_replicas):
+    from rrm_server.ray_serve.client import RayJudge
+
+    judge = RayJudge()
+    pair = judge.pairwise("q", RESPONSES[:2], votes=2).result(timeout_s=60)
+    assert isinstance(pair, PairwiseResponse) and pair.winner == 1 and len(pair.votes) == 2
+
+    async def knockout() -> RankResponse:
+        return await judge.rank("q", RESPONSES, method="knockout")
+
+    ranked = asyncio.run(knockout())
+    assert isinstance(ranked, RankResponse) and ranked.best == 2 and ranked.usage.failed_judgments == 0
+    with pytest.raises(ValidationError, match="responses"):  # in the caller, before any call
+        judge.rank("q", ["only one"])
 
 
 def test_bad_input_gets_our_error_shape_through_serve(two_replicas):
