@@ -174,6 +174,17 @@ class Settings(BaseSettings):
     model_fingerprint: str | None = Field(default=None, description="Override the weights fingerprint "
                                           "in cache keys (unset: derived from the model files).")
 
+    # --- judgment inspector (/ui, /v1/judgments; docs/ui.md) -----------------------------------
+    ui: bool = Field(default=True, description="Serve the judgment inspector page at /ui (static files, no "
+                     "data of its own: every call it makes needs the API keys).")
+    record_judgments: int = Field(default=0, ge=0, le=10_000, description="Keep the last N judge requests and "
+                                  "their results for /v1/judgments and the inspector (0: off; prompts may be "
+                                  "sensitive). In Redis when --cache-url is set, else in memory.")
+    judgments_ttl: float = Field(default=86400, gt=0, description="Seconds a recorded judgment is kept.")
+    judgments_max_bytes: int = Field(default=64 << 20, ge=1024, description="In-memory recorder: most bytes "
+                                     "of records kept (oldest dropped first); either backend skips a record "
+                                     "larger than this.")
+
     # --- what the judge reads ---------------------------------------------------------------
     strip_reasoning: Literal["auto", "on", "off"] = Field(
         default="auto", description="Default per request: remove a response's reasoning block before judging "

@@ -46,6 +46,20 @@ PY
   touch "$stamp"
 fi
 
+# The judgment inspector's browser tests (tests/ui) drive the system chromium through Playwright,
+# never a browser build of Playwright's own. Best effort: without it those tests skip, saying why.
+if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests (tests/ui)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        >>"$VENV/install.log" 2>&1; then
+      echo "warning: could not install chromium (see $VENV/install.log); the browser tests will skip" >&2
+    fi
+  else
+    echo "warning: /usr/bin/chromium is missing (install Debian's chromium as root); the browser tests will skip" >&2
+  fi
+fi
+
 # Convert the bundled model once (cached under ~/.cache/rrm-server); no-op when --model is used.
 if [ -z "${RRM_MODEL:-}" ]; then
   "$VENV/bin/rrm-server" prepare-model >/dev/null

@@ -12,9 +12,12 @@ from fastapi import FastAPI
 from rrm_server import __version__
 from rrm_server.api.errors import install_error_handlers
 from rrm_server.api.judge import router as judge_router
+from rrm_server.api.judgments import router as judgments_router
 from rrm_server.api.middleware import install_middleware
 from rrm_server.api.ops import router as ops_router
 from rrm_server.api.rewards import router as rewards_router
+from rrm_server.api.ui import install_ui
+from rrm_server.api.ui import router as status_router
 from rrm_server.engine import EngineClient
 from rrm_server.serving.runtime import Runtime
 from rrm_server.settings import Settings
@@ -51,6 +54,10 @@ def build_app(settings: Settings | None = None, engine: EngineClient | None = No
     app.include_router(ops_router)
     app.include_router(judge_router)
     app.include_router(rewards_router)
+    app.include_router(judgments_router)
+    app.include_router(status_router)
+    if settings.ui:
+        install_ui(app)
     install_middleware(app, settings)
     return app
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import Mount
 
 from rrm_server.ops import metrics
 from rrm_server.ops.logging import REQUEST_ID
@@ -40,18 +41,30 @@ class Routes:
     known: frozenset[str]  # paths that get their own metric label (others: "other")
     work: frozenset[str]  # POST routes: admission-controlled
     open: frozenset[str]  # reachable without an API key
+    open_trees: tuple[str, ...] = ()  # mounted static files (the /ui page): no key, no data
 
     @classmethod
     def of(cls, app: FastAPI, metrics_open: bool) -> Routes:
         """Routes marked ``openapi_extra={"security": []}`` (the probes) need no key; /metrics neither,
-        unless --metrics-auth."""
+        unless --metrics-auth; nor the files under a mount whose app says it is ``public``."""
         paths = {getattr(r, "path", "") for r in app.routes}
         api = [r for r in app.routes if isinstance(r, APIRoute)]
         work = {r.path for r in api if "POST" in r.methods}
         open_ = {r.path for r in api if (r.openapi_extra or {}).get("security") == []}
         if metrics_open:
             open_.add("/metrics")
-        return cls(frozenset(paths), frozenset(work), frozenset(open_))
+        trees = tuple(r.path for r in app.routes if isinstance(r, Mount) and getattr(r.app, "public", False) is True)
+        return cls(frozenset(paths), frozenset(work), frozenset(open_), trees)
+
+    def tree(self, path: str) -> str | None:
+        """The open tree ``path`` is in, if any."""
+        return next((t for t in self.open_trees if path == t or path.startswith(t + "/")), None)
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open or self.tree(path) is not None
+
+    def label(self, path: str) -> str:
+        return path if path in self.known else self.tree(path) or "other"
 
 
 async def send_error(send: Send, status: int, type_: str, message: str,
@@ -78,7 +91,7 @@ class Observe:
             return await self.app(scope, receive, send)
         rid = (_header(scope, b"x-request-id") or "")[:128] or uuid.uuid4().hex
         token = REQUEST_ID.set(rid)
-        endpoint = scope["path"] if scope["path"] in self.routes.known else "other"
+        endpoint = self.routes.label(scope["path"])
         status = 500
         started = time.perf_counter()
 
@@ -108,7 +121,7 @@ class Authenticate:
         self.keys = [k.encode() for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.keys and scope["path"] not in self.routes.open:
+        if scope["type"] == "http" and self.keys and not self.routes.is_open(scope["path"]):
             if not self._authorized(_header(scope, b"authorization") or ""):
                 metrics.REJECTED.labels(reason="unauthorized").inc()
                 return await send_error(send, 401, "unauthorized", "missing or invalid API key "

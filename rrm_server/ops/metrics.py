@@ -49,6 +49,8 @@ VERDICT_SLOTS = Counter("rrm_verdict_slots_total", "Valid verdicts computed by t
 DEGENERATE_ANSWERS = Counter("rrm_degenerate_answers_total", "Responses judged without an engine call: "
                              "empty, or reasoning that never closes", ["status"])
 CACHE_LOOKUPS = Counter("rrm_cache_lookups_total", "Comparison cache lookups by result", ["result"])
+JUDGMENT_RECORDS = Counter("rrm_judgment_records_total", "Judgments recorded for /v1/judgments (--record-judgments): "
+                           "stored, failed (e.g. Redis down) or dropped (too large, too many pending)", ["result"])
 ENGINE_RESTARTS = Counter("rrm_engine_restarts_total", "In-process engine restarts after it died")
 ENGINE_READY = Gauge("rrm_engine_ready", "1 when the judge engine is loaded and healthy", multiprocess_mode="max")
 BUILD_INFO = Gauge("rrm_build_info", "Build and model", ["version", "model"], multiprocess_mode="max")
@@ -74,6 +76,17 @@ def record_usage(usage, votes) -> None:  # type: ignore[no-untyped-def]
     for result, n in (("hit", c.hits), ("miss", c.misses), ("coalesced", c.coalesced), ("error", c.errors)):
         if n:
             CACHE_LOOKUPS.labels(result=result).inc(n)
+
+
+def current(metric: Counter | Gauge) -> dict[str, float]:
+    """This process's values of a counter or gauge, by its label values joined with "," ("" without
+    labels): what the service reports about itself (GET /v1/status), not a scrape."""
+    out: dict[str, float] = {}
+    for family in metric.collect():
+        for s in family.samples:
+            if not s.name.endswith("_created"):
+                out[",".join(s.labels.values())] = s.value
+    return out
 
 
 def exposition() -> tuple[bytes, str]:

@@ -28,6 +28,7 @@ from rrm_server.protocol.judge import (
 from rrm_server.serving import wire
 from rrm_server.serving.config import JudgeConfig
 from rrm_server.serving.context import JudgeContext, RequestResolver
+from rrm_server.serving.judgments import JudgmentRecorder
 from rrm_server.serving.matches import MatchRunner
 from rrm_server.serving.vote import Prompts, Usage, VoteRunner
 
@@ -44,7 +45,7 @@ class Judged:
 
 class JudgeServing:
     def __init__(self, config: JudgeConfig, engine: EngineClient, builder: PromptBuilder, model: ModelInfo,
-                 cache: VoteCache, fingerprint: str) -> None:
+                 cache: VoteCache, fingerprint: str, recorder: JudgmentRecorder | None = None) -> None:
         self.config = config
         self.engine = engine
         self.builder = builder
@@ -52,15 +53,20 @@ class JudgeServing:
         self.cache = cache
         self.fingerprint = fingerprint
         self.resolver = RequestResolver(config, builder, model, fingerprint)
+        self.recorder = recorder or JudgmentRecorder(None)  # --record-judgments: what the wire got, kept
 
     # -- wire ----------------------------------------------------------------------------------
     async def pairwise(self, req: PairwiseRequest, request_id: str | None = None) -> PairwiseResponse:
         judged = await self.judge(req, request_id or f"pairwise-{uuid.uuid4().hex}")
-        return wire.pairwise_response(judged, self.model.name, req.seed)
+        resp = wire.pairwise_response(judged, self.model.name, req.seed)
+        self.recorder.record(req, resp)
+        return resp
 
     async def rank(self, req: RankRequest, request_id: str | None = None) -> RankResponse:
         judged = await self.judge(req, request_id or f"rank-{uuid.uuid4().hex}")
-        return wire.rank_response(judged, self.model.name, req.seed)
+        resp = wire.rank_response(judged, self.model.name, req.seed)
+        self.recorder.record(req, resp)
+        return resp
 
     async def render(self, req: RenderRequest) -> RenderResponse:
         self.resolver.check_model(req.model)

@@ -26,6 +26,7 @@ from rrm_server.ops import metrics
 from rrm_server.prompt.template import PromptBuilder
 from rrm_server.serving.config import JudgeConfig, RewardConfig
 from rrm_server.serving.judge import JudgeServing
+from rrm_server.serving.judgments import JudgmentRecorder, RecordingConfig
 from rrm_server.serving.rewards import RewardServing
 from rrm_server.settings import Settings
 
@@ -76,6 +77,7 @@ class Runtime:
         self.settings = settings
         self.engine = engine or build_engine(settings)
         self.cache = build_cache(settings)
+        self.judgments = JudgmentRecorder.open(RecordingConfig.from_settings(settings))
         self._tokenizer = tokenizer
         self.builder: PromptBuilder | None = None
         self.serving: JudgeServing | None = None
@@ -163,7 +165,7 @@ class Runtime:
         await verdicts
         fingerprint = s.model_fingerprint or info.fingerprint or await asyncio.to_thread(model_fingerprint, info.path)
         self.serving = JudgeServing(JudgeConfig.from_settings(s), self.engine, self.builder, info, self.cache,
-                                    fingerprint)
+                                    fingerprint, recorder=self.judgments)
         self.rewards = RewardServing(RewardConfig.from_settings(s), self.serving)
         metrics.set_build_info(info.name)
         metrics.ENGINE_READY.set(1)
@@ -225,3 +227,4 @@ class Runtime:
                 await self._watch
         await self.engine.shutdown()
         await self.cache.close()
+        await self.judgments.close()

@@ -143,14 +143,15 @@ def test_fuzzing_reached_every_operation():
     if not RAN:
         pytest.skip("runs after test_fuzz, in the same session")
     ops = {op.label for op in (r.ok() for r in schema.get_all_operations())}
-    assert len(ops) == 9
+    assert len(ops) == 12
     print(f"\nschemathesis cases: {sum(RAN.values())}")
     for op in sorted(ops):
         counts = {(mode, ok): RAN[(op, mode, ok)] for mode in ("positive", "negative")
                   for ok in (True, False)}
         print(f"  {op}: {counts}")
         assert counts["negative", True] + counts["negative", False] > 0, op
-        assert counts["positive", True] > 0, op  # the success path was exercised too
+        if op != "GET /v1/judgments/{judgment_id}":  # a random id is a 404 (tests/api/test_judgments_api.py)
+            assert counts["positive", True] > 0, op  # the success path was exercised too
     for op in ("POST /v1/judge/pairwise", "POST /v1/judge/rank", "POST /v1/judge/render", "POST /v1/rewards"):
         assert RAN[(op, "positive", True)] >= 10, (op, RAN)
 
