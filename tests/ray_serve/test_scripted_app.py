@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import httpx
 import pytest
@@ -126,7 +125,10 @@ def kill_one_engine_replica() -> str:
 
 
 def test_a_replica_killed_mid_request_leaves_every_request_answered(ray_http, tokenizer_dir):
-    with running(ray_http, settings(tokenizer_dir), str(tokenizer_dir), SLOW, HALF_CPU) as url:
+    # Power of two: with two replicas each comparison goes to the less loaded one, so both hold work
+    # when one is killed (affinity may hash every prefix of this small request to one replica).
+    with running(ray_http, settings(tokenizer_dir, engine_routing="power_of_two"), str(tokenizer_dir), SLOW,
+                 HALF_CPU) as url:
         results: list[httpx.Response] = []
 
         def ask(method: str) -> None:
@@ -136,7 +138,9 @@ def test_a_replica_killed_mid_request_leaves_every_request_answered(ray_http, to
         threads = [threading.Thread(target=ask, args=(m,)) for m in ("elo", "knockout", "elo")]
         for t in threads:
             t.start()
-        time.sleep(0.5)  # every replica holds comparisons of the requests now (1 s each)
+        # Kill once the comparisons are on the replicas (1 s each), not before they got there.
+        wait_until(lambda: httpx.get(f"{url}/v1/status").json()["queue"]["engine_calls"] >= 4, 30,
+                   "comparisons on the engine replicas")
         killed = kill_one_engine_replica()
         for t in threads:
             t.join(120)
