@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from rrm_server.engine.base import GenerationRequest
+from rrm_server.errors import InvalidRequest
 from rrm_server.protocol.judge import PairwiseResponse, RankResponse
 from rrm_server.settings import Settings
 from tests.ray_serve.conftest import engine_replicas, running, wait_until
@@ -68,6 +69,8 @@ def test_in_cluster_callers_judge_through_handles_without_http(two_replicas):
     assert isinstance(ranked, RankResponse) and ranked.best == 2 and ranked.usage.failed_judgments == 0
     with pytest.raises(ValidationError, match="responses"):  # in the caller, before any call
         judge.rank("q", ["only one"])
+    with pytest.raises(InvalidRequest, match="at most 64"):  # the service's own checks: its error types
+        judge.rank("q", [f"answer {i}" for i in range(65)]).result(timeout_s=60)
 
 
 def test_bad_input_gets_our_error_shape_through_serve(two_replicas):
