@@ -10,11 +10,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from typing_extensions import TypeAliasType
 
 from rrm_server import bundled_model
+from rrm_server.judging.early_exit import TRANSITION_WORDS
 
 # The RRM model card's decoding settings; the bundled 135M model gets a short budget so a demo
 # request returns in seconds instead of generating 8k tokens of noise on two CPU cores.
 RRM_DEFAULT_MAX_TOKENS = 8192
 BUNDLED_DEFAULT_MAX_TOKENS = 128
+# Early-exit probe spacing: a few probes over a typical RRM judgment (thousands of tokens); the
+# bundled model thinks 128 tokens at most.
+RRM_PROBE_EVERY = 256
+BUNDLED_PROBE_EVERY = 32
 BUNDLED_MAX_MODEL_LEN = 4096
 
 # A tri-state switch (unset: chosen per device). Validated exactly as ``bool | None``; the alias only
@@ -198,6 +203,27 @@ class Settings(BaseSettings):
         default="lenient", description="Default per request. official: the RRM evaluation code's exact "
         "semantics; lenient: the judge's own </think> token, whitespace-tolerant (see docs/design.md).")
 
+    # --- compute inside a judgment (early exit, deadlines) ------------------------------------
+    early_exit: bool = Field(default=False, description="Default per request: probe each vote's verdict while "
+                             "it thinks and stop it once settled (off until measured on a real RRM: "
+                             "docs/benchmarks.md).")
+    exit_confidence: float = Field(default=0.9, gt=0.5, le=1.0, description="Default per request: p of the "
+                                   "leading verdict at which an early-exit vote stops thinking.")
+    probe_every: int | None = Field(default=None, ge=1, description="Default per request: generated tokens "
+                                    f"between early-exit probes. Unset: {RRM_PROBE_EVERY}, {BUNDLED_PROBE_EVERY} "
+                                    "for the bundled model.")
+    exit_transition_words: str = Field(default=",".join(TRANSITION_WORDS), description="Comma-separated words "
+                                       "at which an early-exit vote is also probed (DEER's transition points); "
+                                       "empty: only every probe_every tokens.")
+    max_deadline: float = Field(default=3600.0, gt=0, description="Largest deadline_s (or X-Request-Deadline) a "
+                                "request may give.")
+    deadline_margin: float = Field(default=1.0, ge=0, description="Seconds before a request's deadline at which "
+                                   "its votes still thinking get forced verdicts (at most a quarter of the "
+                                   "deadline): time for the one-token verdict reads.")
+    reward_deadline: float | None = Field(default=170.0, gt=0, description="/get_reward in reference mode: a "
+                                          "sample's deadline, so it gets a (forced) judged reward inside "
+                                          "OpenRLHF's 180 s client timeout; unset: none.")
+
     # --- RL rewards (/get_reward, /v1/rewards) -----------------------------------------------
     reward_mode: Literal["reference", "group"] = Field(
         default="reference", description="/get_reward: judge each sample against labels[i] (reference) or "
@@ -265,6 +291,16 @@ class Settings(BaseSettings):
         if self.served_model_name:
             return self.served_model_name
         return bundled_model.SERVED_NAME if self.model is None else self.model
+
+    @property
+    def effective_probe_every(self) -> int:
+        if self.probe_every is not None:
+            return self.probe_every
+        return BUNDLED_PROBE_EVERY if self.uses_bundled_model else RRM_PROBE_EVERY
+
+    @property
+    def transition_words(self) -> tuple[str, ...]:
+        return tuple(w.strip() for w in self.exit_transition_words.split(",") if w.strip())
 
     @property
     def effective_max_tokens(self) -> int:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from rrm_server.api.cancellation import with_cancellation
-from rrm_server.api.deps import get_serving
+from rrm_server.api.deps import Timing, get_serving, get_timing
 from rrm_server.api.errors import ERROR_RESPONSES
 from rrm_server.api.responses import returns, send
 from rrm_server.protocol.judge import (
@@ -23,20 +23,21 @@ from rrm_server.serving.judge import JudgeServing
 
 router = APIRouter(prefix="/v1/judge", tags=["judge"], responses=ERROR_RESPONSES)
 Serving = Annotated[JudgeServing, Depends(get_serving)]
+Times = Annotated[Timing, Depends(get_timing)]
 
 
 @router.post("/pairwise", **returns(PairwiseResponse))
 @with_cancellation
-async def pairwise(body: PairwiseRequest, serving: Serving, raw_request: Request) -> Response:
+async def pairwise(body: PairwiseRequest, serving: Serving, timing: Times, raw_request: Request) -> Response:
     """Judge two responses with k votes; the winner is their majority."""
-    return send(await serving.pairwise(body))
+    return send(await serving.pairwise(body, arrived=timing.arrived, deadline=timing.deadline))
 
 
 @router.post("/rank", **returns(RankResponse))
 @with_cancellation
-async def rank(body: RankRequest, serving: Serving, raw_request: Request) -> Response:
+async def rank(body: RankRequest, serving: Serving, timing: Times, raw_request: Request) -> Response:
     """Rank N responses by ELO round robin or a knockout bracket."""
-    return send(await serving.rank(body))
+    return send(await serving.rank(body, arrived=timing.arrived, deadline=timing.deadline))
 
 
 @router.post("/render", **returns(RenderResponse))

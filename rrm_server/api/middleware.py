@@ -29,6 +29,7 @@ from rrm_server.protocol.errors import error_body
 from rrm_server.settings import Settings
 
 logger = logging.getLogger("rrm_server.access")
+ARRIVED = "rrm_arrived"  # scope["state"] key: when the request came in (event-loop clock), for deadlines
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -90,6 +91,7 @@ class Observe:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         rid = (_header(scope, b"x-request-id") or "")[:128] or uuid.uuid4().hex
+        scope.setdefault("state", {})[ARRIVED] = asyncio.get_running_loop().time()
         token = REQUEST_ID.set(rid)
         endpoint = self.routes.label(scope["path"])
         status = 500

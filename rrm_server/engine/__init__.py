@@ -6,11 +6,13 @@ from rrm_server.engine.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    GenerationChunk,
     GenerationRequest,
     ModelInfo,
 )
 
-__all__ = ["EngineBusy", "EngineClient", "EngineError", "EngineUnavailable", "Generation", "GenerationRequest",
+__all__ = ["EngineBusy", "EngineClient", "EngineError", "EngineUnavailable", "Generation", "GenerationChunk",
+           "GenerationRequest",
            "ModelInfo"]
 
 

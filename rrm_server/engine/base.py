@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -31,6 +31,16 @@ class Generation:
     # Per generated position: token id -> log probability (top-k and the sampled token).
     logprobs: list[dict[int, float]] | None = None
     served_by: str | None = None  # the engine replica that generated it, where there are several
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """What one streamed step adds: the new tokens; the last chunk has the finish reason."""
+
+    token_ids: Sequence[int]
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int | None = None
 
 
 class EngineError(Exception):
@@ -77,6 +87,13 @@ class EngineClient(abc.ABC):
     @abc.abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation:
         """Run one generation to completion. Cancelling the awaiting task aborts it in the engine."""
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """The generation's tokens as they come (for early exit and deadlines). Closing the iterator,
+        or cancelling the task that reads it, aborts the generation in the engine. Without a
+        streaming engine: one chunk at the end (a vote then cannot exit before it is done)."""
+        g = await self.generate(request)
+        yield GenerationChunk(list(g.token_ids), g.finish_reason, g.prompt_tokens, g.cached_prompt_tokens)
 
     @abc.abstractmethod
     async def abort(self, request_ids: Sequence[str]) -> None: ...

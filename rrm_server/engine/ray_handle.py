@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from rrm_server.engine.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    GenerationChunk,
     GenerationRequest,
     ModelInfo,
 )
@@ -112,6 +113,42 @@ class RayHandleEngine(EngineClient):
                 cause = getattr(e, "cause", None)
                 raise EngineError(str(cause if isinstance(cause, Exception) else e)) from None
             except Exception as e:  # the replica's own failure, not the engine's: one invalid vote
+                raise EngineError(f"{type(e).__name__}: {str(e)[:300]}") from e
+        raise EngineError(f"the comparison lost its engine replica {MAX_RERUNS + 1} times ({last})")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """The replica's stream through a streaming handle. A replica lost before the first chunk
+        is failed over like ``generate``; after it, the vote fails (its tokens are gone)."""
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError
+
+        if self._info is None:
+            raise EngineUnavailable("the engine deployment is not started")
+        for attempt in range(MAX_RERUNS + 1):
+            responses = _as_own_request(self.handle.options(stream=True).stream.remote, request)
+            started = False
+            try:
+                async for chunk in responses:
+                    started = True
+                    yield chunk
+                return
+            except (asyncio.CancelledError, GeneratorExit):
+                responses.cancel()  # aborts it on the replica
+                raise
+            except BackPressureError as e:
+                raise EngineBusy(f"the engine replicas' queues are full ({e.message})",
+                                 retry_after=getattr(e, "retry_after_s", None) or 1.0) from None
+            except (RayActorError, EngineUnavailable) as e:
+                last = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                if started:
+                    raise EngineError(f"the engine replica was lost mid-generation ({last})") from None
+                if attempt < MAX_RERUNS:
+                    self.reruns += 1
+                    logger.warning("engine replica lost a comparison (%s); re-running it", last)
+            except EngineError as e:
+                cause = getattr(e, "cause", None)
+                raise EngineError(str(cause if isinstance(cause, Exception) else e)) from None
+            except Exception as e:  # noqa: BLE001 (the replica's own failure: one invalid vote)
                 raise EngineError(f"{type(e).__name__}: {str(e)[:300]}") from e
         raise EngineError(f"the comparison lost its engine replica {MAX_RERUNS + 1} times ({last})")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from rrm_server.engine.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    GenerationChunk,
     GenerationRequest,
     ModelInfo,
 )
@@ -112,48 +113,57 @@ class VLLMEngine(EngineClient):
         logger.info("vLLM engine ready: %s (max_model_len=%d)", model_path, self._info.max_model_len)
         return self._info
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    def _params(self, request: GenerationRequest, streamed: bool) -> Any:
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
-        from vllm.v1.engine.exceptions import EngineDeadError
 
-        if not self.ready:
-            raise EngineUnavailable("the vLLM engine is not running")
-        params = SamplingParams(
+        return SamplingParams(
             temperature=request.temperature,
             top_p=request.top_p,
             max_tokens=request.max_tokens,
             seed=request.seed,
             logprobs=request.logprobs,
             ignore_eos=self.settings.engine_ignore_eos and request.logprobs is None,
-            # One output when the judgment is done: no per-token wake-ups or cumulative copies for
-            # the hundreds of streams a rank request runs at once.
-            output_kind=RequestOutputKind.FINAL_ONLY,
-            # Decoded once at the end (below) instead of incrementally at every step, which costs
-            # the front-end process CPU the engine's workers could use.
+            # Unstreamed: one output when the judgment is done, no per-token wake-ups or cumulative
+            # copies for the hundreds of streams a rank request runs at once. Streamed: only the new
+            # tokens of each step.
+            output_kind=RequestOutputKind.DELTA if streamed else RequestOutputKind.FINAL_ONLY,
+            # Decoded once at the end instead of incrementally at every step, which costs the
+            # front-end process CPU the engine's workers could use.
             detokenize=False,
         )
-        final = None
+
+    async def _outputs(self, request: GenerationRequest, streamed: bool) -> AsyncIterator[Any]:
+        """vLLM's outputs for the request, its failures as ours. AsyncLLM aborts the request itself
+        when this generator is cancelled or closed."""
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if not self.ready:
+            raise EngineUnavailable("the vLLM engine is not running")
         try:
-            # AsyncLLM aborts the request itself when this generator is cancelled or closed.
-            async for out in self._llm.generate(
-                TokensPrompt(prompt_token_ids=list(request.prompt_token_ids)), params, request.request_id
-            ):
-                final = out
+            async for out in self._llm.generate(TokensPrompt(prompt_token_ids=list(request.prompt_token_ids)),
+                                                self._params(request, streamed), request.request_id):
+                if out.outputs and out.outputs[0].finish_reason == "abort":
+                    # Aborted by the engine itself, not by us: not a judgment.
+                    raise EngineError("the engine aborted this generation")
+                yield out
         except EngineDeadError as e:
             raise EngineUnavailable(f"the vLLM engine died: {e}") from e
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit, EngineError):
             raise
         except Exception as e:  # one bad generation must not fail its siblings
             if self._llm.errored:
                 raise EngineUnavailable(f"the vLLM engine died: {e}") from e
             raise EngineError(f"{type(e).__name__}: {e}") from e
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        final = None
+        async for out in self._outputs(request, streamed=False):
+            final = out
         if final is None or not final.outputs:
             raise EngineError("the engine returned no output")
         out = final.outputs[0]
-        if out.finish_reason == "abort":  # aborted by the engine itself, not by us: not a judgment
-            raise EngineError("the engine aborted this generation")
         text = self._llm.tokenizer.decode(out.token_ids, skip_special_tokens=True) if out.token_ids else ""
         return Generation(
             text=text,
@@ -165,6 +175,17 @@ class VLLMEngine(EngineClient):
             logprobs=[{t: lp.logprob for t, lp in pos.items()} for pos in out.logprobs]
             if request.logprobs is not None and out.logprobs is not None else None,
         )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        first = True
+        async for out in self._outputs(request, streamed=True):
+            if not out.outputs:
+                continue
+            o = out.outputs[0]
+            yield GenerationChunk(list(o.token_ids), o.finish_reason,
+                                  len(out.prompt_token_ids or request.prompt_token_ids) if first else 0,
+                                  out.num_cached_tokens if first else None)
+            first = False
 
     def stats(self) -> dict[str, int]:
         if self._llm is None:

@@ -99,6 +99,7 @@ class Judgment:
     p_slot1: float | None = None  # p("Assistant 1") at the verdict, from the judge's log probabilities
     forced: bool = False  # the verdict was read after closing the reasoning, not written by the judge
     probed: bool = False  # the verdict probability was looked for (it may still be unavailable)
+    exit: str | None = None  # how the thinking ended (a VoteExit value); None: judged before it was recorded
 
 
 @dataclass(frozen=True)

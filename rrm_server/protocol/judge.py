@@ -80,6 +80,20 @@ class SamplingFields(AnswerFields):
                                             "closed, the verdict read from the judge's next-token probabilities).")
     rescue_invalid: bool = Field(False, description="Also force verdicts for judgments that ended without a "
                                  "valid one (truncated by max_tokens, no verdict, malformed).")
+    early_exit: bool | None = Field(None, description="Probe each vote's verdict while it thinks (every "
+                                    "probe_every tokens and at transition words such as 'Wait') and stop it "
+                                    "once p of the leading verdict reaches exit_confidence (exit: early). "
+                                    "Unset: the server's --early-exit (off).")
+    exit_confidence: float | None = Field(None, gt=0.5, le=1.0, description="Early exit: p of the leading "
+                                          "verdict at which a vote stops thinking, in (0.5, 1]. Unset: the "
+                                          "server's --exit-confidence (0.9).")
+    probe_every: int | None = Field(None, ge=1, description="Early exit: generated tokens between probes. "
+                                    "Unset: the server's --probe-every.")
+    deadline_s: float | None = Field(None, gt=0, description="Seconds (from the request's arrival) the caller "
+                                     "will wait: shortly before, every vote still thinking gets a forced "
+                                     "verdict (exit: deadline) and votes not yet started are forced without "
+                                     "thinking, so the answer comes in time. Header X-Request-Deadline does "
+                                     "the same; the earlier of the two counts.")
     verdict_probs: bool = Field(True, description="Report each vote's p(first response better) from the "
                                 "verdict token's log probabilities (one extra one-token engine call per vote).")
     cache: bool = Field(True, description="Serve votes from the comparison cache and store new ones; "
@@ -145,7 +159,12 @@ class VoteOut(BaseModel):
     error: str | None = None
     p_first: float | None = Field(None, description="p(this match's first response is better) from the "
                                   "judge's verdict probabilities; null when unavailable.")
-    forced: bool = Field(False, description="The verdict was forced after the thinking budget (or rescue).")
+    forced: bool = Field(False, description="The verdict was read after closing the judge's reasoning: at "
+                         "the thinking budget, a rescue, an early exit or a deadline.")
+    exit: Literal["natural", "early", "budget", "deadline"] | None = Field(
+        None, description="How the judge's thinking ended: natural (it stopped by itself), early (a probe's "
+        "verdict reached exit_confidence), budget (max_thinking_tokens or max_tokens), deadline; null for an "
+        "engine error.")
     source: Literal["cache", "computed", "coalesced"] = Field(
         "computed", description="cache: stored vote; computed: by this request; coalesced: shared with "
         "an identical comparison in flight.")
@@ -196,6 +215,9 @@ class UsageOut(BaseModel):
     votes_extra: int = Field(0, description="Votes beyond `votes` spent on uncertain matches (adaptive).")
     forced_verdicts: int
     probe_calls: int = Field(description="One-token engine calls that read verdict probabilities.")
+    exit_probes: int = Field(0, description="Of those, mid-thought probes spent on early exit.")
+    thinking_tokens_saved: int = Field(0, description="Thinking budget left unspent by votes that exited early.")
+    exits: dict[str, int] = Field(default_factory=dict, description="Votes computed by this request, by exit.")
     cache: CacheUsageOut
 
 

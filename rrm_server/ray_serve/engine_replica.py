@@ -1,7 +1,8 @@
 """The engine deployment: one judge engine (vLLM ``AsyncLLM``) per Serve replica.
 
 It serves ``GenerationRequest -> Generation`` exactly as the in-process engine does (token-id
-prompts, seeds, verdict-probe logprobs), tagging each generation with the replica that made it. Its
+prompts, seeds, verdict-probe logprobs; streamed too, for early exit and deadlines), tagging each
+generation with the replica that made it. Its
 ``check_health`` fails once its engine has died, so Serve replaces the replica; the gateway re-runs
 the comparisons that were on it elsewhere (``RayHandleEngine``).
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from ray import serve
 
-from rrm_server.engine import EngineClient, Generation, GenerationRequest, ModelInfo
+from rrm_server.engine import EngineClient, Generation, GenerationChunk, GenerationRequest, ModelInfo
 from rrm_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ class EngineReplica:
     async def generate(self, request: GenerationRequest) -> Generation:
         # Cancelling the caller's request cancels this coroutine; the engine aborts the generation.
         return replace(await self.engine.generate(request), served_by=self.replica)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        # A streaming handle call: cancelling it closes this generator, which aborts the generation.
+        async for chunk in self.engine.stream(request):
+            yield chunk
 
     def model_info(self) -> ModelInfo:
         return self.info

@@ -31,6 +31,14 @@ class JudgeConfig:
     cache_ttl: float = 7 * 86400
     cache_invalid_ttl: float = 60
     cache_store_reasoning: bool = True
+    # compute inside a judgment
+    early_exit: bool = False
+    exit_confidence: float = 0.9
+    probe_every: int = 256
+    transition_words: tuple[str, ...] = ()
+    max_deadline: float = 3600.0
+    deadline_margin: float = 1.0
+    request_timeout: float | None = None  # the server's own deadline for every request
 
     @classmethod
     def from_settings(cls, s: Settings) -> JudgeConfig:
@@ -40,7 +48,10 @@ class JudgeConfig:
             max_tokens=s.effective_max_tokens, strip_reasoning=s.strip_reasoning, reasoning_tags=s.reasoning_tags,
             max_response_tokens=s.max_response_tokens, verdict_parser=s.verdict_parser,
             cache_enabled=s.cache_enabled, cache_ttl=s.cache_ttl, cache_invalid_ttl=s.cache_invalid_ttl,
-            cache_store_reasoning=s.cache_store_reasoning,
+            cache_store_reasoning=s.cache_store_reasoning, early_exit=s.early_exit,
+            exit_confidence=s.exit_confidence, probe_every=s.effective_probe_every,
+            transition_words=s.transition_words, max_deadline=s.max_deadline, deadline_margin=s.deadline_margin,
+            request_timeout=s.request_timeout,
         )
 
 
@@ -56,6 +67,7 @@ class RewardConfig:
     group_size: int = 8
     group_wait: float = 10.0
     group_deadline: float = 150.0
+    deadline: float | None = 170.0  # reference mode, per /get_reward request
     max_groups: int = 64
 
     @classmethod
@@ -64,5 +76,5 @@ class RewardConfig:
             mode=s.reward_mode, method=s.reward_method, votes=s.reward_votes, score=s.reward_score,
             opponents=s.reward_opponents, empty_response_reward=s.empty_response_reward,
             template=s.reward_template, group_size=s.reward_group_size, group_wait=s.reward_group_wait,
-            group_deadline=s.reward_group_deadline, max_groups=s.max_reward_groups,
+            group_deadline=s.reward_group_deadline, deadline=s.reward_deadline, max_groups=s.max_reward_groups,
         )

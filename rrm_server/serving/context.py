@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from rrm_server.cache.keys import comparison_scope
 from rrm_server.engine.base import ModelInfo
 from rrm_server.errors import ContextLengthExceeded, InvalidRequest
+from rrm_server.judging.deadlines import DeadlinePlan, check_deadline_s
+from rrm_server.judging.early_exit import EarlyExit
 from rrm_server.judging.strategies import StrategyOptions
 from rrm_server.judging.votes import OrderMode
 from rrm_server.prompt.answers import AnswerPolicy, PreparedAnswer, prepare_answer
@@ -40,6 +42,7 @@ class JudgeContext:
     include_reasoning: bool
     budget_engine_calls: int | None = None
     budget_tokens: int | None = None
+    deadline: DeadlinePlan | None = None  # on the event loop's clock
 
     @property
     def texts(self) -> list[str]:
@@ -59,9 +62,14 @@ class RequestResolver:
         self.model = model
         self.fingerprint = fingerprint
 
-    async def resolve(self, req: PairwiseRequest | RankRequest, rid: str) -> JudgeContext:
+    async def resolve(self, req: PairwiseRequest | RankRequest, rid: str, arrived: float | None = None,
+                      deadline: float | None = None) -> JudgeContext:
+        """``arrived``: when the request came in; ``deadline``: when its caller stops waiting, if it
+        said so outside the body (both on the event loop's clock; unset: now, none)."""
         options = self._strategy_options(req)
         self.check_options(req)
+        early_exit = self._early_exit(req)
+        plan = self._deadline(req, arrived, deadline)
         self.check_inputs(req.query, req.responses)
         sampling = self._sampling(req)
         answers = await self.prepare(req, req.responses)
@@ -82,15 +90,17 @@ class RequestResolver:
             plan=MatchPlan(order=self._order(req), seed=options.seed, early_stop=req.early_stop,
                            min_votes=req.min_votes, confidence=req.confidence),
             votes=VoteOptions(sampling=sampling, verdict_parser=parser, verdict_probs=req.verdict_probs,
-                              max_thinking_tokens=req.max_thinking_tokens, rescue_invalid=req.rescue_invalid),
+                              max_thinking_tokens=req.max_thinking_tokens, rescue_invalid=req.rescue_invalid,
+                              early_exit=early_exit),
             codec=JudgmentCodec(valid_ttl=c.cache_ttl, invalid_ttl=c.cache_invalid_ttl,
                                 store_output=c.cache_store_reasoning, need_output=req.include_reasoning,
                                 need_probability=req.verdict_probs),
-            scope=self._scope(sampling, req, parser),
+            scope=self._scope(sampling, req, parser, early_exit),
             use_cache=req.cache and c.cache_enabled,
             include_reasoning=req.include_reasoning,
             budget_engine_calls=getattr(req, "budget_engine_calls", None),  # rank only
             budget_tokens=getattr(req, "budget_tokens", None),
+            deadline=plan,
         )
 
     def check_inputs(self, query: str, responses: Sequence[str]) -> None:
@@ -109,6 +119,38 @@ class RequestResolver:
                                  "min_votes" if req.min_votes is None else "confidence")
         if req.votes > c.max_votes:
             raise InvalidRequest(f"votes={req.votes} is above this server's maximum of {c.max_votes}", "votes")
+
+    def _early_exit(self, req: SamplingFields) -> EarlyExit | None:
+        c = self.config
+        if not (req.early_exit if req.early_exit is not None else c.early_exit):
+            for name in ("exit_confidence", "probe_every"):
+                if getattr(req, name) is not None:
+                    raise InvalidRequest(f"{name} applies to early exit, which is off for this request "
+                                         "(set early_exit: true)", name)
+            return None
+        try:
+            return EarlyExit(exit_confidence=req.exit_confidence or c.exit_confidence,
+                             probe_every=req.probe_every or c.probe_every, transition_words=c.transition_words)
+        except ValueError as e:  # the message starts with the field it is about
+            raise InvalidRequest(str(e), str(e).split(" ", 1)[0].rstrip(":")) from None
+
+    def _deadline(self, req: SamplingFields, arrived: float | None, deadline: float | None) -> DeadlinePlan | None:
+        """The earliest of the body's deadline_s, the caller's other deadline and the server's
+        --request-timeout; closing starts ``deadline_margin`` before it (at most a quarter of it)."""
+        c = self.config
+        start = arrived if arrived is not None else asyncio.get_running_loop().time()
+        ends = [] if deadline is None else [deadline]
+        if req.deadline_s is not None:
+            try:
+                ends.append(start + check_deadline_s(req.deadline_s, c.max_deadline))
+            except ValueError as e:
+                raise InvalidRequest(str(e), "deadline_s") from None
+        if c.request_timeout is not None:
+            ends.append(start + c.request_timeout)
+        if not ends:
+            return None
+        end = min(ends)
+        return DeadlinePlan(end, min(c.deadline_margin, max(0.0, end - start) / 4))
 
     def _strategy_options(self, req: PairwiseRequest | RankRequest) -> StrategyOptions:
         seed = req.seed if req.seed is not None else 0
@@ -159,7 +201,10 @@ class RequestResolver:
             return req.order
         return "both" if req.votes >= 2 else "random"
 
-    def _scope(self, sampling: Sampling, req: SamplingFields, parser: str = "lenient") -> str:
+    def _scope(self, sampling: Sampling, req: SamplingFields, parser: str = "lenient",
+               early_exit: EarlyExit | None = None) -> str:
+        exits = {} if early_exit is None else {"early_exit": (early_exit.exit_confidence, early_exit.probe_every,
+                                                               early_exit.transition_words, early_exit.min_tokens)}
         return comparison_scope(
             model=self.model.name,
             fingerprint=self.fingerprint,
@@ -173,6 +218,7 @@ class RequestResolver:
             rescue_invalid=req.rescue_invalid,
             # Only a non-default parser enters the key, so votes cached before it existed stay valid.
             **({} if parser == "lenient" else {"verdict_parser": parser}),
+            **exits,
         )
 
     def _sampling(self, req: SamplingFields) -> Sampling:

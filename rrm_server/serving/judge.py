@@ -56,14 +56,16 @@ class JudgeServing:
         self.recorder = recorder or JudgmentRecorder(None)  # --record-judgments: what the wire got, kept
 
     # -- wire ----------------------------------------------------------------------------------
-    async def pairwise(self, req: PairwiseRequest, request_id: str | None = None) -> PairwiseResponse:
-        judged = await self.judge(req, request_id or f"pairwise-{uuid.uuid4().hex}")
+    async def pairwise(self, req: PairwiseRequest, request_id: str | None = None, arrived: float | None = None,
+                       deadline: float | None = None) -> PairwiseResponse:
+        judged = await self.judge(req, request_id or f"pairwise-{uuid.uuid4().hex}", arrived, deadline)
         resp = wire.pairwise_response(judged, self.model.name, req.seed)
         self.recorder.record(req, resp)
         return resp
 
-    async def rank(self, req: RankRequest, request_id: str | None = None) -> RankResponse:
-        judged = await self.judge(req, request_id or f"rank-{uuid.uuid4().hex}")
+    async def rank(self, req: RankRequest, request_id: str | None = None, arrived: float | None = None,
+                   deadline: float | None = None) -> RankResponse:
+        judged = await self.judge(req, request_id or f"rank-{uuid.uuid4().hex}", arrived, deadline)
         resp = wire.rank_response(judged, self.model.name, req.seed)
         self.recorder.record(req, resp)
         return resp
@@ -91,9 +93,11 @@ class JudgeServing:
         )
 
     # -- domain --------------------------------------------------------------------------------
-    async def judge(self, req: PairwiseRequest | RankRequest, request_id: str) -> Judged:
-        """Judge a request; the domain result (the reward service reads it as it is)."""
-        ctx = await self.resolver.resolve(req, request_id)
+    async def judge(self, req: PairwiseRequest | RankRequest, request_id: str, arrived: float | None = None,
+                    deadline: float | None = None) -> Judged:
+        """Judge a request; the domain result (the reward service reads it as it is). ``arrived`` and
+        ``deadline`` (event-loop clock): when it came in and when its caller stops waiting."""
+        ctx = await self.resolver.resolve(req, request_id, arrived, deadline)
         for a in ctx.answers:
             if a.degenerate:
                 metrics.DEGENERATE_ANSWERS.labels(status=a.status.value).inc()
@@ -120,7 +124,7 @@ class JudgeServing:
         return Judged(ctx, outcome, runner.usage)
 
     def match_runner(self, ctx: JudgeContext) -> MatchRunner:
-        votes = VoteRunner(self.engine, self.builder, self.model.max_model_len, ctx.votes, Usage())
+        votes = VoteRunner(self.engine, self.builder, self.model.max_model_len, ctx.votes, Usage(), ctx.deadline)
         return MatchRunner(votes=votes, prompts=Prompts(self.builder, ctx.query, ctx.texts), cache=self.cache,
                            codec=ctx.codec, scope=ctx.scope, plan=ctx.plan, request_id=ctx.request_id,
                            use_cache=ctx.use_cache, budget=ctx.budget())

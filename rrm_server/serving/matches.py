@@ -38,8 +38,8 @@ class JudgmentCodec:
         return Judgment(**d)
 
     def ttl(self, j: Judgment) -> float | None:
-        if j.reason is InvalidReason.engine_error:
-            return None
+        if j.reason is InvalidReason.engine_error or j.exit == "deadline":
+            return None  # a deadline's verdict is what time allowed, not the vote this key asks for
         ttl = self.valid_ttl if j.slot is not None else self.invalid_ttl
         return ttl or None
 

@@ -47,7 +47,8 @@ class RewardServing:
         self.groups = GroupCollector(self._rank_group, config.group_size, config.group_wait, config.group_deadline)
 
     # -- /v1/rewards ----------------------------------------------------------------------------
-    async def rewards(self, req: RewardsRequest) -> RewardsResponse:
+    async def rewards(self, req: RewardsRequest, arrived: float | None = None,
+                      deadline: float | None = None) -> RewardsResponse:
         rid = f"rewards-{uuid.uuid4().hex}"
         if len(req.groups) > self.config.max_groups:
             raise InvalidRequest(f"{len(req.groups)} groups given; this server accepts at most "
@@ -66,7 +67,7 @@ class RewardServing:
                 self.judge.resolver.check_texts(r.query, r.responses)
             except InvalidRequest as e:
                 raise InvalidRequest(f"groups[{i}].{e.message}", f"groups.{i}.{e.param}") from None
-        results = await gather_all(self._group(r, f"{rid}-{i}") for i, r in enumerate(requests))
+        results = await gather_all(self._group(r, f"{rid}-{i}", arrived, deadline) for i, r in enumerate(requests))
         return RewardsResponse(id=rid, model=self.judge.model.name, groups=list(results))
 
     @staticmethod
@@ -77,11 +78,11 @@ class RewardServing:
         # two-response minimum for it. Every field was validated as part of the RewardsRequest.
         return RankRequest(**fields) if len(g.responses) >= 2 else RankRequest.model_construct(**fields)
 
-    async def _group(self, req: RankRequest, rid: str) -> GroupRewards:
+    async def _group(self, req: RankRequest, rid: str, arrived: float | None, deadline: float | None) -> GroupRewards:
         if len(req.responses) == 1:  # nothing to compare: alone (neutral), or degenerate
             answers = await self.judge.resolver.prepare(req, req.responses)
             return self._group_rewards([None], answers, [0], None, Usage())
-        judged = await self.judge.judge(req, rid)
+        judged = await self.judge.judge(req, rid, arrived, deadline)
         o = judged.outcome
         return self._group_rewards(group_scores(judged), judged.context.answers, o.ranking, o.best, judged.usage)
 
@@ -103,12 +104,18 @@ class RewardServing:
                 for s, a in zip(scores, answers)]
 
     # -- /get_reward (OpenRLHF) -----------------------------------------------------------------
-    async def get_reward(self, req: GetRewardRequest) -> GetRewardResponse:
+    async def get_reward(self, req: GetRewardRequest, arrived: float | None = None,
+                         deadline: float | None = None) -> GetRewardResponse:
+        """``arrived``, ``deadline``: event-loop clock; reference mode also stops at --reward-deadline."""
         samples = self._samples(req)
         mode = req.mode or self.config.mode
         if mode == "reference":
             labels = self._labels(req)
-            results = await gather_all(self._against_reference(q, r, label)
+            start = arrived if arrived is not None else asyncio.get_running_loop().time()
+            ends = [e for e in (deadline, None if self.config.deadline is None else start + self.config.deadline)
+                    if e is not None]
+            end = min(ends) if ends else None
+            results = await gather_all(self._against_reference(q, r, label, start, end)
                                        for (q, r), label in zip(samples, labels))
         else:
             results = await asyncio.gather(*(self.groups.submit(p, q, r) for p, (q, r) in zip(req.prompts, samples)))
@@ -177,10 +184,11 @@ class RewardServing:
                 if r.reason == "deadline" and a.degenerate else r
                 for r, a, (score, _) in zip(results, answers, rule)]
 
-    async def _against_reference(self, question: str, response: str, reference: str) -> SampleScore:
+    async def _against_reference(self, question: str, response: str, reference: str, arrived: float | None = None,
+                                 deadline: float | None = None) -> SampleScore:
         judged = await self.judge.judge(PairwiseRequest(
             query=question, responses=[response, reference], votes=self.config.votes, order="both",
-            early_stop=False), f"reward-{uuid.uuid4().hex}")
+            early_stop=False), f"reward-{uuid.uuid4().hex}", arrived, deadline)
         answers = judged.context.answers
         if answers[0].degenerate:  # decided without an engine call
             (score, _), _ = self._with_degenerate([None, None], answers)
@@ -202,9 +210,11 @@ class RewardServing:
             a = answers[0]
             return [SampleScore(score, neutral, a.status.value if a.degenerate else "alone", 1, empty=a.degenerate)]
         c = self.config
+        # The group's votes close before the collector's own deadline gives up on it (neutral rewards).
+        start = asyncio.get_running_loop().time()
         judged = await self.judge.judge(RankRequest(query=question, responses=responses, method=c.method,
                                                     votes=c.votes, opponents=_opponents(c.opponents, n)),
-                                        f"reward-group-{uuid.uuid4().hex}")
+                                        f"reward-group-{uuid.uuid4().hex}", start, start + c.group_deadline)
         valid, invalid = [0] * n, [0] * n
         for m in judged.outcome.matches:
             for i in (m.a, m.b):

@@ -1,11 +1,15 @@
 """One vote on the engine: prompt ids -> generation -> parsed verdict -> its probability (read, or
-forced after a thinking budget). What a vote costs is counted in the request's ``Usage``."""
+forced after a thinking budget). With early exit or a deadline the generation is streamed: probes
+read the verdict mid-thought and the generation is aborted once it is settled (``exit: early``) or
+once the deadline nears (``exit: deadline``). What a vote costs is counted in the request's ``Usage``."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from rrm_server.cache.store import CacheStats
 from rrm_server.engine.base import (
@@ -16,6 +20,8 @@ from rrm_server.engine.base import (
     Generation,
     GenerationRequest,
 )
+from rrm_server.judging.deadlines import DeadlinePlan
+from rrm_server.judging.early_exit import EarlyExit, ProbeSchedule, VoteExit
 from rrm_server.judging.votes import Judgment
 from rrm_server.ops import metrics
 from rrm_server.prompt.template import TOKENIZE_INLINE_CHARS, PromptBuilder
@@ -28,6 +34,7 @@ from rrm_server.prompt.verdict import (
     slot1_probability,
 )
 
+T = TypeVar("T")
 # Log probabilities read at a verdict: both digits are within the top 20 for any judge worth the name.
 PROBE_TOP_K = 20
 
@@ -53,6 +60,9 @@ class Usage:
     votes_extra: int = 0  # votes beyond `votes` spent on uncertain matches (adaptive allocation)
     forced_verdicts: int = 0
     probe_calls: int = 0  # one-token engine calls reading verdict probabilities
+    exit_probes: int = 0  # of those: mid-thought probes for early exit
+    thinking_tokens_saved: int = 0  # budget left unspent by votes that exited early
+    exits: Counter[str] = field(default_factory=Counter)  # computed votes by how their thinking ended
     cache: CacheStats = field(default_factory=CacheStats)
 
     def count(self, g: Generation) -> None:
@@ -70,6 +80,7 @@ class VoteOptions:
     verdict_probs: bool = True
     max_thinking_tokens: int | None = None  # budget after which a verdict is forced
     rescue_invalid: bool = False  # also force verdicts of outputs that ended without a valid one
+    early_exit: EarlyExit | None = None  # probe mid-thought, stop once the verdict is settled
 
     def should_force(self, reason: InvalidReason | None) -> bool:
         if reason is InvalidReason.truncated:
@@ -110,6 +121,7 @@ class VoteRunner:
     max_model_len: int
     options: VoteOptions
     usage: Usage
+    deadline: DeadlinePlan | None = None  # on the event loop's clock
 
     async def judge(self, ids: list[int], request_id: str, seed: int, affinity_key: str | None) -> Judgment:
         """One generation from prompt ``ids`` and its verdict, in the order shown."""
@@ -127,24 +139,124 @@ class VoteRunner:
             seed=seed,
             affinity_key=affinity_key,
         )
+        if self.deadline is not None and self.deadline.closing(asyncio.get_running_loop().time()):
+            # Started after the close (a late knockout round): played at the smallest budget, a
+            # verdict forced with no thinking at all, rather than no result.
+            j = Judgment(None, InvalidReason.truncated, "abort", len(ids), 0, "", exit=VoteExit.deadline.value)
+            await self._force(j, request, [], closed=False)
+            self.usage.exits[VoteExit.deadline.value] += 1
+            return j
         self.usage.engine_calls += 1
+        exit_, early = None, None
         try:
-            g = await self._generate(request)
+            if o.early_exit is None and self.deadline is None:
+                g = await self._generate(request)
+            else:
+                g, exit_, early = await self._think(request)
         except (EngineUnavailable, EngineBusy):  # the whole request fails (503 / 429), not one vote
             raise
         except EngineError as e:
             return Judgment(None, InvalidReason.engine_error, error=str(e))
         self.usage.count(g)
+        j = self._judgment(g, exit_, early)
+        self.usage.exits[j.exit or VoteExit.natural.value] += 1
+        if exit_ is VoteExit.early or self.builder.verdict_tokens is None or not g.token_ids and exit_ is None:
+            return j
         answer, closed = self._answer_text(g)
         parsed = self._parse(g, answer)
-        j = Judgment(parsed.slot, parsed.reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text)
-        if self.builder.verdict_tokens is None or not g.token_ids:
-            return j
         if parsed.valid and o.verdict_probs:
             await self._read_probability(j, request, list(g.token_ids), parsed)
-        elif o.should_force(parsed.reason):
+        elif exit_ is VoteExit.deadline and not parsed.valid or o.should_force(parsed.reason):
             await self._force(j, request, list(g.token_ids), closed)
         return j
+
+    def _judgment(self, g: Generation, exit_: VoteExit | None, early: tuple[int, float, int] | None) -> Judgment:
+        if exit_ is VoteExit.early:
+            assert early is not None
+            slot, p, at = early
+            self.usage.thinking_tokens_saved += max(0, self._max_tokens_of(g) - g.generated_tokens)
+            text = self.builder.tokenizer.decode(list(g.token_ids[:at]), skip_special_tokens=True)
+            return Judgment(slot, None, g.finish_reason, g.prompt_tokens, g.generated_tokens, text, p_slot1=p,
+                            forced=True, probed=True, exit=exit_.value)
+        answer, _ = self._answer_text(g)
+        parsed = self._parse(g, answer)
+        reason = parsed.reason
+        if exit_ is VoteExit.deadline and not parsed.valid:
+            reason = InvalidReason.truncated  # cut by the deadline, like by a budget
+        how = exit_ or (VoteExit.budget if g.finish_reason == "length" else VoteExit.natural)
+        return Judgment(parsed.slot, reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text,
+                        exit=how.value)
+
+    def _max_tokens_of(self, g: Generation) -> int:
+        o = self.options
+        budget = o.sampling.max_tokens if o.max_thinking_tokens is None else min(o.sampling.max_tokens,
+                                                                                  o.max_thinking_tokens)
+        return min(budget, self.max_model_len - g.prompt_tokens)
+
+    async def _think(self, request: GenerationRequest) -> tuple[Generation, VoteExit | None,
+                                                                 tuple[int, float, int] | None]:
+        """Stream the generation until it ends, a probe settles the verdict, or the deadline closes.
+        Returns what was generated, why it stopped early (None: it ended by itself) and, for an
+        early exit, (slot, p("Assistant 1"), tokens the probe read)."""
+        loop = asyncio.get_running_loop()
+        policy = self.options.early_exit
+        schedule = ProbeSchedule(policy) if policy is not None else None
+        words = policy is not None and bool(policy.transition_words)
+        decode = self.builder.tokenizer.decode
+        tokens: list[int] = []
+        head: list[tuple[int, int | None]] = []  # (prompt tokens, cached prompt tokens)
+        finish: list[str] = []
+        settled: asyncio.Future[tuple[int, float, int]] = loop.create_future()
+        probes: list[asyncio.Task[None]] = []
+
+        async def consume() -> None:
+            async for chunk in self.engine.stream(request):
+                tokens.extend(chunk.token_ids)
+                if chunk.prompt_tokens and not head:
+                    head.append((chunk.prompt_tokens, chunk.cached_prompt_tokens))
+                if chunk.finish_reason is not None:
+                    finish.append(chunk.finish_reason)  # the stream ends after it (read to its end: no abort)
+                elif schedule is not None and not settled.done():
+                    due = schedule.feed(len(tokens), decode(list(chunk.token_ids)) if words else "")
+                    if due and (not probes or probes[-1].done()):  # one probe in flight per vote
+                        probes.append(asyncio.ensure_future(self._exit_probe(request, list(tokens), settled)))
+
+        consumer = asyncio.ensure_future(self._metered(consume()))
+        timeout = None if self.deadline is None else max(0.0, self.deadline.close_at - loop.time())
+        try:
+            done, _ = await asyncio.wait({consumer, settled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (consumer, *probes):
+                t.cancel()
+            if not settled.done():
+                settled.cancel()
+        if consumer in done:
+            consumer.result()  # an engine failure is this vote's
+            exit_, early = None, None
+        else:
+            await asyncio.wait({consumer})  # the abort reached the engine before the vote is read
+            exit_, early = (VoteExit.early, settled.result()) if settled in done else (VoteExit.deadline, None)
+        prompt_tokens, cached = head[0] if head else (len(request.prompt_token_ids), None)
+        g = Generation(text=decode(tokens, skip_special_tokens=True) if tokens else "",
+                       finish_reason=finish[0] if finish else "abort", prompt_tokens=prompt_tokens,
+                       generated_tokens=len(tokens), cached_prompt_tokens=cached, token_ids=tokens)
+        return g, exit_, early
+
+    async def _exit_probe(self, request: GenerationRequest, out_ids: list[int],
+                          settled: asyncio.Future[tuple[int, float, int]]) -> None:
+        """The verdict the judge would give now (the forced-verdict path); settles the vote once the
+        leading side reaches exit_confidence."""
+        policy = self.options.early_exit
+        assert policy is not None
+        self.usage.exit_probes += 1
+        close_id = self.builder.reasoning_close_id
+        closed = close_id in out_ids if close_id is not None else (
+            bool(self.builder.reasoning_close_tag)
+            and self.builder.reasoning_close_tag in self.builder.tokenizer.decode(out_ids))
+        p = await self._forced_p(request, list(out_ids), closed, f"-e{len(out_ids)}")
+        side = None if p is None else policy.settled(p)
+        if side is not None and not settled.done():
+            settled.set_result((side + 1, p, len(out_ids)))  # type: ignore[arg-type]
 
     def _parse(self, g: Generation, answer: str) -> ParsedVerdict:
         if self.options.verdict_parser == "official":
@@ -166,18 +278,23 @@ class VoteRunner:
 
     async def _force(self, j: Judgment, request: GenerationRequest, out_ids: list[int], closed: bool) -> None:
         """Close the reasoning (if open), cue the verdict and read it from the next-token probabilities."""
+        j.probed = True
+        p = await self._forced_p(request, out_ids, closed, "-f")
+        if p is not None:
+            j.slot, j.reason, j.forced, j.p_slot1 = (1 if p >= 0.5 else 2), None, True, p
+
+    async def _forced_p(self, request: GenerationRequest, out_ids: list[int], closed: bool,
+                        suffix: str) -> float | None:
+        """p("Assistant 1") of a verdict forced after ``out_ids``."""
         vt = self.builder.verdict_tokens
         assert vt is not None
-        j.probed = True
         while out_ids and self.builder.is_control(out_ids[-1]):  # the end-of-sequence token
             out_ids.pop()
         ids = list(request.prompt_token_ids)
         cue = self.builder.verdict_cue_ids(reasoning_closed=closed) or []
         room = self.max_model_len - 1 - len(ids) - len(cue)
-        p = await self._probe(f"{request.request_id}-f", ids + out_ids[: max(0, room)] + cue, vt.slot_ids,
-                              request.affinity_key)
-        if p is not None:
-            j.slot, j.reason, j.forced, j.p_slot1 = (1 if p >= 0.5 else 2), None, True, p
+        return await self._probe(f"{request.request_id}{suffix}", ids + out_ids[: max(0, room)] + cue, vt.slot_ids,
+                                 request.affinity_key)
 
     def _answer_text(self, g: Generation) -> tuple[str, bool]:
         """The text the verdict parser reads, and whether the judge closed its reasoning.
@@ -212,11 +329,16 @@ class VoteRunner:
         return slot1_probability(g.logprobs[0], pair) if g.logprobs else None
 
     async def _generate(self, request: GenerationRequest) -> Generation:
+        return await self._metered(self.engine.generate(request))
+
+    @staticmethod
+    async def _metered(call: Awaitable[T]) -> T:
         metrics.COMPARISONS_IN_FLIGHT.inc()
         try:
-            return await self.engine.generate(request)
+            return await call
         except asyncio.CancelledError:
-            metrics.ENGINE_CALLS_ABORTED.inc()  # nobody wants it any more; the engine aborts it
+            metrics.ENGINE_CALLS_ABORTED.inc()  # nobody wants it any more (or it exited): the engine aborts it
             raise
         finally:
             metrics.COMPARISONS_IN_FLIGHT.dec()
+

@@ -31,7 +31,9 @@ def answers_out(answers: Sequence[PreparedAnswer]) -> list[AnswerOut]:
 
 
 def usage_out(u: Usage) -> UsageOut:
-    return UsageOut.model_validate(u, from_attributes=True)
+    out = UsageOut.model_validate(u, from_attributes=True)
+    out.exits = dict(sorted(u.exits.items()))
+    return out
 
 
 def score_out(s: Score) -> dict[str, Any]:
@@ -56,7 +58,15 @@ def vote_out(v: Vote, m: MatchResult, include_reasoning: bool) -> VoteOut:
         source=v.source,
         p_first=v.p_first,
         forced=j.forced,
+        exit=j.exit or _derived_exit(j.finish_reason),
     )
+
+
+def _derived_exit(finish_reason: str | None) -> str | None:
+    """A vote cached before ``exit`` was recorded: how it ended, from its finish reason."""
+    if finish_reason is None:
+        return None  # an engine error: it never thought
+    return "budget" if finish_reason == "length" else "natural"
 
 
 def match_out(m: MatchResult, include_reasoning: bool) -> MatchOut:

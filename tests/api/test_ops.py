@@ -153,8 +153,10 @@ def test_request_deadline(model_dir, tokenizer):
     with service(model_dir, tokenizer, request_timeout=0.3) as (url, engine):
         engine.delay = 2.0
         r = httpx.post(f"{url}/v1/judge/pairwise", json={**OK, "votes": 2, "early_stop": False}, timeout=10)
+        # The votes were closed before the deadline, but even their forced verdicts (2 s each here)
+        # could not arrive in time: the hard deadline answers 504 and aborts all of it.
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout", r.text
-        assert len(engine.cancelled) == 2  # the engine work was aborted
+        assert len([c for c in engine.cancelled if not c.endswith("-f")]) == 2  # both generations aborted
 
 
 def test_queued_requests_hold_no_body(model_dir, tokenizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from rrm_server.engine.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    GenerationChunk,
     GenerationRequest,
     ModelInfo,
 )
@@ -65,6 +66,9 @@ class ScriptedEngine(EngineClient):
     # p("Assistant 1") the judge assigns at a verdict (probe calls); None: no log probabilities.
     probability: Callable[[Shown], float] | None = None
     probes: list[GenerationRequest] = field(default_factory=list)
+    # Seconds between streamed tokens; None: stream() sends the whole generation as one chunk.
+    token_delay: float | None = None
+    streamed: dict[str, int] = field(default_factory=dict)  # request id -> tokens sent by stream()
     _ready: bool = False
 
     @property
@@ -112,6 +116,35 @@ class ScriptedEngine(EngineClient):
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         return Generation(text=text, finish_reason=finish, prompt_tokens=len(request.prompt_token_ids),
                           generated_tokens=len(ids), cached_prompt_tokens=0, token_ids=ids)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self.token_delay is None:
+            async for chunk in super().stream(request):
+                yield chunk
+            return
+        if self.dead or self.crashed:
+            raise EngineUnavailable("scripted engine is dead")
+        self.calls.append(request)
+        out = self.script(self.shown(request))
+        text, finish = out if isinstance(out, tuple) else (out, "stop")
+        ids = self.tokenizer.encode(text, add_special_tokens=False)[: request.max_tokens]
+        if len(ids) == request.max_tokens:
+            finish = "length"
+        self.streamed[request.request_id] = 0
+        self.in_flight += 1
+        try:
+            if not ids:
+                yield GenerationChunk([], finish, len(request.prompt_token_ids))
+            for i, t in enumerate(ids):
+                await asyncio.sleep(self.token_delay)
+                self.streamed[request.request_id] = i + 1
+                last = i == len(ids) - 1
+                yield GenerationChunk([t], finish if last else None, len(request.prompt_token_ids) if i == 0 else 0)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.append(request.request_id)
+            raise
+        finally:
+            self.in_flight -= 1
 
     def _probe(self, request: GenerationRequest) -> Generation:
         import math
