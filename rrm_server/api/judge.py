@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from rrm_server.api.cancellation import with_cancellation
 from rrm_server.api.deps import Timing, get_serving, get_timing
 from rrm_server.api.errors import ERROR_RESPONSES
-from rrm_server.api.responses import returns, send
+from rrm_server.api.responses import returns, send, send_events
 from rrm_server.protocol.judge import (
     PairwiseRequest,
     PairwiseResponse,
@@ -29,14 +29,20 @@ Times = Annotated[Timing, Depends(get_timing)]
 @router.post("/pairwise", **returns(PairwiseResponse))
 @with_cancellation
 async def pairwise(body: PairwiseRequest, serving: Serving, timing: Times, raw_request: Request) -> Response:
-    """Judge two responses with k votes; the winner is their majority."""
+    """Judge two responses with k votes; the winner is their majority. ``stream: true``: server-sent
+    events (vote, match, then result)."""
+    if body.stream:
+        return send_events(await serving.stream(body, arrived=timing.arrived, deadline=timing.deadline))
     return send(await serving.pairwise(body, arrived=timing.arrived, deadline=timing.deadline))
 
 
 @router.post("/rank", **returns(RankResponse))
 @with_cancellation
 async def rank(body: RankRequest, serving: Serving, timing: Times, raw_request: Request) -> Response:
-    """Rank N responses by ELO round robin or a knockout bracket."""
+    """Rank N responses by ELO round robin or a knockout bracket. ``stream: true``: server-sent events
+    (vote, match, then result)."""
+    if body.stream:
+        return send_events(await serving.stream(body, arrived=timing.arrived, deadline=timing.deadline))
     return send(await serving.rank(body, arrived=timing.arrived, deadline=timing.deadline))
 
 

@@ -4,6 +4,8 @@
     async with AsyncRRMClient("http://judge:8000", max_concurrency=64) as c:
         res = await c.pairwise("What is 2+2?", ["4", "5"], votes=3)
         groups = await c.rewards([{"query": q, "responses": samples}])
+        async for e in c.stream_rank(q, samples, method="knockout"):  # events as they happen
+            print(e.event, e.data)  # vote (VoteEvent), match (MatchOut), then result (RankResponse)
 
 Retries (with exponential backoff and jitter, honouring ``Retry-After``) happen only where a retry
 cannot do harm: 429, 503, connection errors and timeouts. Other errors raise ``RRMError`` at once
@@ -14,16 +16,18 @@ client, so a trainer cannot flood the service.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from rrm_server.protocol.judge import PairwiseResponse, RankResponse
+from rrm_server.protocol.judge import MatchOut, PairwiseResponse, RankResponse, VoteEvent
 from rrm_server.protocol.rewards import GetRewardResponse, RewardsResponse
 
 T = TypeVar("T", bound=BaseModel)
@@ -94,6 +98,29 @@ class _Base:
         return _delay(attempt, r, self.backoff, self.backoff_cap)
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One server-sent event of a streamed request: ``vote`` (VoteEvent), ``match`` (MatchOut) or
+    ``result`` (the request's response, last)."""
+
+    event: str
+    data: BaseModel
+
+
+async def _sse(r: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) of a text/event-stream body (the subset the server writes)."""
+    event, data = "message", []
+    async for line in r.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+
+
 class AsyncRRMClient(_Base):
     def __init__(self, base_url: str, **kw: Any) -> None:
         super().__init__(base_url, **kw)
@@ -124,6 +151,40 @@ class AsyncRRMClient(_Base):
                         raise
                 await asyncio.sleep(self._outcome(attempt, r))
         raise AssertionError("unreachable")
+
+    async def _stream(self, path: str, body: dict, result: type[BaseModel]) -> AsyncIterator[StreamEvent]:
+        """Retried like any call until the stream starts; after that a failure is its last event
+        (raised as RRMError). Leaving the loop early closes the stream, which aborts the work."""
+        models: dict[str, type[BaseModel]] = {"vote": VoteEvent, "match": MatchOut, "result": result}
+        async with self._sem:
+            for attempt in range(self.retries + 1):
+                try:
+                    async with self._http.stream("POST", path, json={**body, "stream": True}) as r:
+                        if r.status_code >= 400:
+                            await r.aread()
+                            wait = self._outcome(attempt, r)
+                        else:
+                            async for event, data in _sse(r):
+                                if event == "error":
+                                    e = json.loads(data)["error"]
+                                    raise RRMError(e["code"], e["type"], e["message"], e.get("param"))
+                                if event in models:
+                                    yield StreamEvent(event, models[event].model_validate_json(data))
+                            return
+                except (httpx.ConnectError, httpx.ConnectTimeout):
+                    if attempt == self.retries:
+                        raise
+                    wait = _delay(attempt, None, self.backoff, self.backoff_cap)
+                await asyncio.sleep(wait)
+
+    def stream_pairwise(self, query: str, responses: Sequence[str], **fields: Any) -> AsyncIterator[StreamEvent]:
+        path, body, model = self._pairwise(query, responses, **fields)
+        return self._stream(path, body, model)
+
+    def stream_rank(self, query: str, responses: Sequence[str], method: str = "elo",
+                    **fields: Any) -> AsyncIterator[StreamEvent]:
+        path, body, model = self._rank(query, responses, method, **fields)
+        return self._stream(path, body, model)
 
     async def pairwise(self, query: str, responses: Sequence[str], **fields: Any) -> PairwiseResponse:
         return await self._post(*self._pairwise(query, responses, **fields))  # type: ignore[return-value]

@@ -45,6 +45,10 @@ class Comparator(Protocol):
     async def extend(self, match: MatchResult, max_votes: int, target_confidence: float,
                      reserve: int = 0) -> MatchResult: ...
 
+    def played(self, match: MatchResult) -> None:
+        """A match has its result (a knockout's with its round and tiebreak; an ELO match as its
+        votes land, again if it gets more): streamed requests report it as it happens."""
+
 
 def counts(votes: Sequence[Vote]) -> tuple[int, int]:
     """(votes for the pair's first response, votes for its second)."""

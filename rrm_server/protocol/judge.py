@@ -104,16 +104,24 @@ class SamplingFields(AnswerFields):
         "Unset: the server's --verdict-parser (lenient).")
 
 
+STREAM = ("Answer with server-sent events: each vote as it lands (event: vote), each match as it is "
+          "played (event: match; knockout matches round by round, ELO matches as their votes land), then "
+          "the result (event: result) or an error (event: error, the error shape). Closing the connection "
+          "aborts the engine work.")
+
+
 class PairwiseRequest(SamplingFields):
     model: str | None = Field(None, description="Optional; must name the served model if given.")
     query: Text
     responses: list[ResponseText] = Field(min_length=2, max_length=2)
+    stream: bool = Field(False, description=STREAM)
 
 
 class RankRequest(SamplingFields):
     model: str | None = None
     query: Text
     responses: list[ResponseText] = Field(min_length=2)
+    stream: bool = Field(False, description=STREAM)
     method: Literal["elo", "knockout"] = "elo"
     rating: Literal["elo", "bradley_terry"] | None = Field(
         None, description="ELO only: online Elo or Bradley-Terry. Unset: elo for a full round robin, "
@@ -168,6 +176,13 @@ class VoteOut(BaseModel):
     source: Literal["cache", "computed", "coalesced"] = Field(
         "computed", description="cache: stored vote; computed: by this request; coalesced: shared with "
         "an identical comparison in flight.")
+
+
+class VoteEvent(BaseModel):
+    """``event: vote`` of a streamed request."""
+
+    pair: list[int] = Field(description="The match the vote belongs to: [its first response, its second].")
+    vote: VoteOut
 
 
 class AnswerOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from rrm_server.cache.store import VoteCache
@@ -24,12 +25,13 @@ from rrm_server.protocol.judge import (
     RankResponse,
     RenderRequest,
     RenderResponse,
+    VoteEvent,
 )
 from rrm_server.serving import wire
 from rrm_server.serving.config import JudgeConfig
 from rrm_server.serving.context import JudgeContext, RequestResolver
 from rrm_server.serving.judgments import JudgmentRecorder
-from rrm_server.serving.matches import MatchRunner
+from rrm_server.serving.matches import Event, MatchRunner
 from rrm_server.serving.vote import Prompts, Usage, VoteRunner
 
 
@@ -70,6 +72,49 @@ class JudgeServing:
         self.recorder.record(req, resp)
         return resp
 
+    async def stream(self, req: PairwiseRequest | RankRequest, arrived: float | None = None,
+                     deadline: float | None = None) -> AsyncIterator[tuple[str, object]]:
+        """A streamed request: checked and resolved here (bad input raises before any event), then
+        its events as ("vote" | "match", record) while it is judged and ("result", response) last.
+        Closing the iterator cancels the judging, which aborts its engine work."""
+        pairwise = isinstance(req, PairwiseRequest)
+        rid = f"{'pairwise' if pairwise else 'rank'}-{uuid.uuid4().hex}"
+        ctx = await self.resolver.resolve(req, rid, arrived, deadline)
+        return self._events(req, ctx, pairwise)
+
+    async def _events(self, req: PairwiseRequest | RankRequest, ctx: JudgeContext,
+                      pairwise: bool) -> AsyncIterator[tuple[str, object]]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        work = asyncio.ensure_future(self._judge(ctx, queue.put_nowait))
+
+        def out(e: Event) -> tuple[str, object]:
+            record = wire.event_out(e, ctx.live, ctx.include_reasoning)
+            return ("vote" if isinstance(record, VoteEvent) else "match"), record
+
+        getter: asyncio.Future[Event] | None = None
+        try:
+            while not work.done() or not queue.empty():
+                if not queue.empty():
+                    yield out(queue.get_nowait())
+                    continue
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield out(getter.result())
+                else:
+                    getter.cancel()
+            judged = work.result()  # the request's failure, if it failed
+            resp = (wire.pairwise_response(judged, self.model.name, req.seed) if pairwise
+                    else wire.rank_response(judged, self.model.name, req.seed))
+            self.recorder.record(req, resp)
+            yield "result", resp
+        finally:
+            if getter is not None:
+                getter.cancel()
+            if not work.done():  # the client went away: stop the work, and see it stopped
+                work.cancel()
+                await asyncio.wait({work})
+
     async def render(self, req: RenderRequest) -> RenderResponse:
         self.resolver.check_model(req.model)
         self.resolver.check_texts(req.query, req.responses)
@@ -97,14 +142,16 @@ class JudgeServing:
                     deadline: float | None = None) -> Judged:
         """Judge a request; the domain result (the reward service reads it as it is). ``arrived`` and
         ``deadline`` (event-loop clock): when it came in and when its caller stops waiting."""
-        ctx = await self.resolver.resolve(req, request_id, arrived, deadline)
+        return await self._judge(await self.resolver.resolve(req, request_id, arrived, deadline))
+
+    async def _judge(self, ctx: JudgeContext, events: Callable[[Event], None] | None = None) -> Judged:
         for a in ctx.answers:
             if a.degenerate:
                 metrics.DEGENERATE_ANSWERS.labels(status=a.status.value).inc()
         if not self.engine.ready:  # it died a moment ago, or a pool lost its last replica
             raise Unavailable("engine_unavailable", "the judge engine is not running (it failed, or is "
                               "restarting); retry when GET /ready returns 200")
-        runner = self.match_runner(ctx)
+        runner = self.match_runner(ctx, events)
         try:
             if len(ctx.live) >= 2:
                 outcome = await get_strategy(ctx.strategy).run(len(ctx.live), runner, ctx.options)
@@ -123,11 +170,11 @@ class JudgeServing:
         metrics.record_usage(runner.usage, [v for m in outcome.matches for v in m.votes])
         return Judged(ctx, outcome, runner.usage)
 
-    def match_runner(self, ctx: JudgeContext) -> MatchRunner:
+    def match_runner(self, ctx: JudgeContext, events: Callable[[Event], None] | None = None) -> MatchRunner:
         votes = VoteRunner(self.engine, self.builder, self.model.max_model_len, ctx.votes, Usage(), ctx.deadline)
         return MatchRunner(votes=votes, prompts=Prompts(self.builder, ctx.query, ctx.texts), cache=self.cache,
                            codec=ctx.codec, scope=ctx.scope, plan=ctx.plan, request_id=ctx.request_id,
-                           use_cache=ctx.use_cache, budget=ctx.budget())
+                           use_cache=ctx.use_cache, budget=ctx.budget(), events=events)
 
 
 def with_degenerate(outcome: RankOutcome, live: list[int], answers: list[PreparedAnswer],

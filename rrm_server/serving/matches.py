@@ -4,6 +4,7 @@ cache keys per vote, and each vote from the cache, a shared in-flight computatio
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from rrm_server.cache.keys import text_hash, vote_key
@@ -89,6 +90,23 @@ class Budget:
         return True
 
 
+@dataclass(frozen=True)
+class VoteLanded:
+    """A vote of the match (a, b) is in (computed, cached or shared): a streamed request's event."""
+
+    a: int
+    b: int
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class MatchPlayed:
+    match: MatchResult
+
+
+Event = VoteLanded | MatchPlayed
+
+
 @dataclass
 class MatchRunner:
     """Judges pairs of one request's responses (the strategies' ``Comparator``)."""
@@ -102,6 +120,11 @@ class MatchRunner:
     request_id: str
     use_cache: bool = True
     budget: Budget = field(default_factory=Budget)
+    events: Callable[[Event], None] | None = None  # a streamed request's sink
+
+    def played(self, match: MatchResult) -> None:
+        if self.events is not None:
+            self.events(MatchPlayed(match))
 
     def __post_init__(self) -> None:
         self._query_hash = text_hash(self.prompts.query)
@@ -153,16 +176,23 @@ class MatchRunner:
             first, second = (b, a) if spec.swapped else (a, b)
             key = vote_key(self.scope, self._query_hash, self._hashes[first], self._hashes[second],
                            spec.seed, spec.index)
-            jobs.append(Job(key, lambda first=first, second=second, spec=spec: self._judge(first, second, spec)))
+            jobs.append(Job(key, lambda first=first, second=second, spec=spec: self._judge(first, second, spec, a, b)))
         results = await self.cache.fetch(jobs, self.codec, self.usage.cache, self.use_cache)
         votes = [Vote(spec, j, source) for spec, (j, source) in zip(specs, results)]
+        if self.events is not None:  # computed votes were reported as they landed
+            for v in votes:
+                if v.source != "computed":
+                    self.events(VoteLanded(a, b, v))
         self.usage.votes_used += len(votes)
         self.usage.failed_judgments += sum(v.outcome is Outcome.invalid for v in votes)
         self.usage.forced_verdicts += sum(v.forced for v in votes)
         return votes
 
-    async def _judge(self, first: int, second: int, spec: VoteSpec) -> Judgment:
+    async def _judge(self, first: int, second: int, spec: VoteSpec, a: int, b: int) -> Judgment:
         ids = await self.prompts.ids(first, second)
         # Comparisons showing the same response first under the same query share their prefix.
         affinity = f"{self._query_hash}:{self._hashes[first]}"
-        return await self.votes.judge(ids, f"{self.request_id}-{first}-{second}-{spec.index}", spec.seed, affinity)
+        j = await self.votes.judge(ids, f"{self.request_id}-{first}-{second}-{spec.index}", spec.seed, affinity)
+        if self.events is not None:
+            self.events(VoteLanded(a, b, Vote(spec, j)))
+        return j

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from rrm_server.judging.match import MatchResult
@@ -17,8 +17,10 @@ from rrm_server.protocol.judge import (
     RankResponse,
     TallyOut,
     UsageOut,
+    VoteEvent,
     VoteOut,
 )
+from rrm_server.serving.matches import Event, VoteLanded
 from rrm_server.serving.vote import Usage
 
 if TYPE_CHECKING:
@@ -40,8 +42,9 @@ def score_out(s: Score) -> dict[str, Any]:
     return asdict(s)
 
 
-def vote_out(v: Vote, m: MatchResult, include_reasoning: bool) -> VoteOut:
-    j, a, b = v.judgment, m.a, m.b
+def vote_out(v: Vote, a: int, b: int, include_reasoning: bool) -> VoteOut:
+    """A vote of the match (a, b), in the caller's indices."""
+    j = v.judgment
     return VoteOut(
         index=v.index,
         seed=v.spec.seed,
@@ -73,7 +76,17 @@ def match_out(m: MatchResult, include_reasoning: bool) -> MatchOut:
     return MatchOut(pair=[m.a, m.b], round=m.round, winner=m.winner, confidence=m.confidence, p_first=m.p_first,
                     decided_by=m.decided_by, position_consistent=m.position_consistent,
                     tally=TallyOut.model_validate(m.tally, from_attributes=True),
-                    votes=[vote_out(v, m, include_reasoning) for v in m.votes])
+                    votes=[vote_out(v, m.a, m.b, include_reasoning) for v in m.votes])
+
+
+def event_out(e: Event, live: Sequence[int], include_reasoning: bool) -> VoteEvent | MatchOut:
+    """A streamed request's event, in the caller's indices (``live``: the judged responses)."""
+    if isinstance(e, VoteLanded):
+        a, b = live[e.a], live[e.b]
+        return VoteEvent(pair=[a, b], vote=vote_out(e.vote, a, b, include_reasoning))
+    m = e.match
+    winner = None if m.winner is None else live[m.winner]
+    return match_out(replace(m, a=live[m.a], b=live[m.b], winner=winner), include_reasoning)
 
 
 def pairwise_response(j: Judged, model: str, seed: int | None) -> PairwiseResponse:

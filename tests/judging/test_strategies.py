@@ -29,6 +29,10 @@ class OracleComparator:
     calls: list[tuple[int, int]] = field(default_factory=list)
     concurrent: int = 0
     max_concurrent: int = 0
+    reported: list[MatchResult] = field(default_factory=list)  # played(), in order
+
+    def played(self, match: MatchResult) -> None:
+        self.reported.append(match)
 
     async def compare(self, a: int, b: int, votes: int) -> MatchResult:
         self.calls.append((a, b))
@@ -221,6 +225,9 @@ class JudgeComparator:
     lengths: dict[Pair, int] = field(default_factory=dict)
     extends: list[ExtendCall] = field(default_factory=list)
 
+    def played(self, match: MatchResult) -> None:
+        return None
+
     async def compare(self, a: int, b: int, votes: int) -> MatchResult:
         self.spent += votes
         self.lengths[key(a, b)] = votes
@@ -251,6 +258,9 @@ class Replay:
 
     judge: Judge
     lengths: dict[Pair, int]
+
+    def played(self, match: MatchResult) -> None:
+        return None
 
     async def compare(self, a: int, b: int, votes: int) -> MatchResult:
         return match_from_votes(a, b, self.judge.votes(a, b, self.lengths[key(a, b)]))
@@ -415,3 +425,16 @@ def test_adaptive_elo_settles_the_top_two_and_nothing_else(n, seed, votes, extra
             assert m.confidence >= target or k >= cap
     again = implied("elo", judge, cmp.lengths, n, **kw)
     assert (again.best, again.ranking) == (out.best, out.ranking)
+
+
+@given(n=st.integers(2, 12), seed=st.integers(0, 1000), method=st.sampled_from(["elo", "knockout", "pairwise"]))
+def test_every_match_of_the_result_is_reported_as_it_is_played(n, seed, method):
+    """Streaming reports what ``played`` is told: every match of the outcome exactly once (no
+    adaptive votes), a knockout's round by round with its round and winner already set."""
+    n = 2 if method == "pairwise" else n
+    c = OracleComparator(quality=[float(i % 5) for i in range(n)], accuracy=0.7, seed=seed)
+    out = run(method, c, n, votes=3, seed=seed)
+    assert sorted(map(id, c.reported)) == sorted(map(id, out.matches))
+    if method == "knockout":
+        assert [m.round for m in c.reported] == sorted(m.round for m in c.reported)
+        assert all(m.winner is not None for m in c.reported)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 
 from rrm_server.judging.match import Comparator, MatchResult
 from rrm_server.judging.pairings import round_robin_pairs, sparse_pairs
@@ -29,7 +30,8 @@ class EloStrategy(Strategy):
         pairs = (round_robin_pairs(n) if options.opponents is None
                  else sparse_pairs(n, options.opponents, derive_seed(options.seed, "opponents")))
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(comparator.compare(a, b, options.votes)) for a, b in pairs]
+            tasks = [tg.create_task(self._played(comparator, comparator.compare(a, b, options.votes)))
+                     for a, b in pairs]
         matches = [t.result() for t in tasks]
         if options.adaptive_votes is not None:
             await self._refine(n, matches, comparator, options)
@@ -46,14 +48,21 @@ class EloStrategy(Strategy):
             if not todo:
                 return
             async with asyncio.TaskGroup() as tg:
-                more = {i: tg.create_task(comparator.extend(matches[i], options.adaptive_votes,  # type: ignore[arg-type]
-                                                            options.target_confidence)) for i in todo}
+                more = {i: tg.create_task(self._played(comparator, comparator.extend(
+                    matches[i], options.adaptive_votes, options.target_confidence)))  # type: ignore[arg-type]
+                    for i in todo}
             grown = False
             for i, t in more.items():
                 grown |= len(t.result().votes) > len(matches[i].votes)
                 matches[i] = t.result()
             if not grown:  # budget spent
                 return
+
+    @staticmethod
+    async def _played(comparator: Comparator, match: Awaitable[MatchResult]) -> MatchResult:
+        m = await match
+        comparator.played(m)  # as it lands, not when the whole round robin is done
+        return m
 
     def _rate(self, n: int, matches: list[MatchResult], options: StrategyOptions) -> RankOutcome:
         feed = list(range(len(matches)))

@@ -56,6 +56,7 @@ class KnockoutStrategy(Strategy):
                     m.decided_by = "tiebreak"
                 wins[m.winner] += 1
                 matches.append(m)
+                comparator.played(m)
                 winners.append(m.winner)
             if len(winners) == 1:
                 champion = winners[0]

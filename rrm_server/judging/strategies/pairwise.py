@@ -15,6 +15,7 @@ class PairwiseStrategy(Strategy):
         w = match.winner
         if w is None:
             match.decided_by = "no_result" if match.tally.valid == 0 else "draw"
+        comparator.played(match)
         ranking = [0, 1] if w in (None, 0) else [1, 0]
         scores = [PairwiseScore(0, match.tally.first), PairwiseScore(1, match.tally.second)]
         return RankOutcome(best=w, ranking=ranking, scores=scores, matches=[match])
