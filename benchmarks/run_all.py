@@ -30,6 +30,9 @@ SUITES: dict[str, tuple[str, dict, dict]] = {
                  {"questions": 1, "concurrency": 2, "max_tokens": 2}),
     "ray_scaleout": ("benchmarks.ray_scaleout", {"questions": 8, "concurrency": 4, "max_tokens": 16, "waves": 3},
                      {"questions": 1, "concurrency": 2, "max_tokens": 2, "waves": 2, "arms": ("ray, 1 replica",)}),
+    "thinking_exits": ("benchmarks.thinking_exits", {},
+                       {"comparisons_n": 2, "max_tokens": 16, "budget": 4, "thresholds": (0.75,), "probe_every": 4,
+                        "load_requests": 2, "load_max_tokens": 64, "deadline": 2.0}),
     "cold_start": ("benchmarks.cold_start", {}, {}),
 }
 # The shared data each suite reads, under ../shared/data (benchmarks/_common.py DATA).
@@ -39,6 +42,7 @@ DATA_NEEDED: dict[str, tuple[str, ...]] = {
     "naive_client": ("gsm8k-bon/example_model_solutions.jsonl",),
     "replicas": ("gsm8k-bon/example_model_solutions.jsonl",),
     "ray_scaleout": ("gsm8k-bon/example_model_solutions.jsonl",),
+    "thinking_exits": ("pandalm/testset-v1.json",),
 }
 
 

@@ -259,6 +259,13 @@ class Settings(BaseSettings):
     default_max_tokens: int | None = Field(
         default=None, description=f"Unset: {RRM_DEFAULT_MAX_TOKENS} (RRM model card), "
         f"{BUNDLED_DEFAULT_MAX_TOKENS} for the bundled model.")
+    default_max_thinking_tokens: int | None = Field(
+        default=None, ge=1, description="Thinking budget of a request that gives none (a forced verdict after "
+        "it). Unset: none for a real judge; the bundled model's max_tokens, since the 135M model rarely reaches "
+        "a verdict on its own.")
+    default_rescue_invalid: bool | None = Field(
+        default=None, description="Force verdicts for judgments that end without a valid one, unless a request "
+        "says otherwise. Unset: off for a real judge, on for the bundled model.")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -291,6 +298,18 @@ class Settings(BaseSettings):
         if self.served_model_name:
             return self.served_model_name
         return bundled_model.SERVED_NAME if self.model is None else self.model
+
+    @property
+    def effective_max_thinking_tokens(self) -> int | None:
+        if self.default_max_thinking_tokens is not None or not self.uses_bundled_model:
+            return self.default_max_thinking_tokens
+        return self.effective_max_tokens
+
+    @property
+    def effective_rescue_invalid(self) -> bool:
+        if self.default_rescue_invalid is not None:
+            return self.default_rescue_invalid
+        return self.uses_bundled_model
 
     @property
     def effective_probe_every(self) -> int:

@@ -64,7 +64,10 @@ class JudgeOptions(BaseModel):
     cache: bool = True
 
     def request_fields(self, **override: Any) -> dict[str, Any]:
-        return {k: v for k, v in {**self.model_dump(), **override}.items() if v is not None}
+        # max_thinking_tokens is always sent: null asks for no budget, so an evaluation measures the
+        # judge as it is (the official code forces no verdicts) whatever the server's default.
+        return {k: v for k, v in {**self.model_dump(), **override}.items()
+                if v is not None or k == "max_thinking_tokens"}
 
 
 class Judge(Protocol):

@@ -77,9 +77,12 @@ class SamplingFields(AnswerFields):
     include_reasoning: bool = Field(False, description="Return each vote's generated text.")
     max_thinking_tokens: int | None = Field(None, ge=1, description="Thinking budget per judgment: a judgment "
                                             "that reaches it without a verdict gets a forced one (its reasoning "
-                                            "closed, the verdict read from the judge's next-token probabilities).")
-    rescue_invalid: bool = Field(False, description="Also force verdicts for judgments that ended without a "
-                                 "valid one (truncated by max_tokens, no verdict, malformed).")
+                                            "closed, the verdict read from the judge's next-token probabilities). "
+                                            "Unset: the server's default (none for RRM checkpoints; the bundled "
+                                            "demo model's max_tokens, 128); null: no budget.")
+    rescue_invalid: bool | None = Field(None, description="Also force verdicts for judgments that ended without "
+                                        "a valid one (truncated by max_tokens, no verdict, malformed). Unset: the "
+                                        "server's default (off for RRM checkpoints, on for the bundled demo model).")
     early_exit: bool | None = Field(None, description="Probe each vote's verdict while it thinks (every "
                                     "probe_every tokens and at transition words such as 'Wait') and stop it "
                                     "once p of the leading verdict reaches exit_confidence (exit: early). "

@@ -26,6 +26,8 @@ class JudgeConfig:
     reasoning_tags: tuple[str, str] = ("<think>", "</think>")
     max_response_tokens: int | None = None
     verdict_parser: VerdictParser = "lenient"
+    max_thinking_tokens: int | None = None  # a request's thinking budget when it gives none
+    rescue_invalid: bool = False
     # comparison cache
     cache_enabled: bool = True
     cache_ttl: float = 7 * 86400
@@ -47,6 +49,7 @@ class JudgeConfig:
             max_tokens_limit=s.max_tokens_limit, temperature=s.default_temperature, top_p=s.default_top_p,
             max_tokens=s.effective_max_tokens, strip_reasoning=s.strip_reasoning, reasoning_tags=s.reasoning_tags,
             max_response_tokens=s.max_response_tokens, verdict_parser=s.verdict_parser,
+            max_thinking_tokens=s.effective_max_thinking_tokens, rescue_invalid=s.effective_rescue_invalid,
             cache_enabled=s.cache_enabled, cache_ttl=s.cache_ttl, cache_invalid_ttl=s.cache_invalid_ttl,
             cache_store_reasoning=s.cache_store_reasoning, early_exit=s.early_exit,
             exit_confidence=s.exit_confidence, probe_every=s.effective_probe_every,

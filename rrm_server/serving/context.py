@@ -80,6 +80,9 @@ class RequestResolver:
             await self._check_lengths(req.query, texts, req.max_tokens, live)
         c = self.config
         parser = req.verdict_parser or c.verdict_parser
+        # Unset: the server's default; an explicit null: no thinking budget.
+        budget = req.max_thinking_tokens if "max_thinking_tokens" in req.model_fields_set else c.max_thinking_tokens
+        rescue = req.rescue_invalid if req.rescue_invalid is not None else c.rescue_invalid
         return JudgeContext(
             request_id=rid,
             strategy="pairwise" if isinstance(req, PairwiseRequest) else req.method,
@@ -90,12 +93,11 @@ class RequestResolver:
             plan=MatchPlan(order=self._order(req), seed=options.seed, early_stop=req.early_stop,
                            min_votes=req.min_votes, confidence=req.confidence),
             votes=VoteOptions(sampling=sampling, verdict_parser=parser, verdict_probs=req.verdict_probs,
-                              max_thinking_tokens=req.max_thinking_tokens, rescue_invalid=req.rescue_invalid,
-                              early_exit=early_exit),
+                              max_thinking_tokens=budget, rescue_invalid=rescue, early_exit=early_exit),
             codec=JudgmentCodec(valid_ttl=c.cache_ttl, invalid_ttl=c.cache_invalid_ttl,
                                 store_output=c.cache_store_reasoning, need_output=req.include_reasoning,
                                 need_probability=req.verdict_probs),
-            scope=self._scope(sampling, req, parser, early_exit),
+            scope=self._scope(sampling, budget, rescue, parser, early_exit),
             use_cache=req.cache and c.cache_enabled,
             include_reasoning=req.include_reasoning,
             budget_engine_calls=getattr(req, "budget_engine_calls", None),  # rank only
@@ -201,8 +203,8 @@ class RequestResolver:
             return req.order
         return "both" if req.votes >= 2 else "random"
 
-    def _scope(self, sampling: Sampling, req: SamplingFields, parser: str = "lenient",
-               early_exit: EarlyExit | None = None) -> str:
+    def _scope(self, sampling: Sampling, max_thinking_tokens: int | None, rescue_invalid: bool,
+               parser: str = "lenient", early_exit: EarlyExit | None = None) -> str:
         exits = {} if early_exit is None else {"early_exit": (early_exit.exit_confidence, early_exit.probe_every,
                                                                early_exit.transition_words, early_exit.min_tokens)}
         return comparison_scope(
@@ -214,8 +216,8 @@ class RequestResolver:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
-            max_thinking_tokens=req.max_thinking_tokens,
-            rescue_invalid=req.rescue_invalid,
+            max_thinking_tokens=max_thinking_tokens,
+            rescue_invalid=rescue_invalid,
             # Only a non-default parser enters the key, so votes cached before it existed stay valid.
             **({} if parser == "lenient" else {"verdict_parser": parser}),
             **exits,

@@ -53,7 +53,7 @@ class RewardServing:
         if len(req.groups) > self.config.max_groups:
             raise InvalidRequest(f"{len(req.groups)} groups given; this server accepts at most "
                                  f"{self.config.max_groups} per request", "groups")
-        sampling = req.model_dump(include=_SAMPLING)
+        sampling = req.model_dump(include=_SAMPLING, exclude_unset=True)  # unset stays unset: server defaults
         requests = [self._group_request(g, sampling, req.model) for g in req.groups]
         # Validate every group before any engine work (groups run concurrently: a later group's error
         # would leave earlier groups' work running for nothing), naming the group's own field.

@@ -143,7 +143,8 @@ class VoteRunner:
             # Started after the close (a late knockout round): played at the smallest budget, a
             # verdict forced with no thinking at all, rather than no result.
             j = Judgment(None, InvalidReason.truncated, "abort", len(ids), 0, "", exit=VoteExit.deadline.value)
-            await self._force(j, request, [], closed=False)
+            if self.builder.verdict_tokens is not None:
+                await self._force(j, request, [], closed=False)
             self.usage.exits[VoteExit.deadline.value] += 1
             return j
         self.usage.engine_calls += 1
@@ -158,40 +159,33 @@ class VoteRunner:
         except EngineError as e:
             return Judgment(None, InvalidReason.engine_error, error=str(e))
         self.usage.count(g)
-        j = self._judgment(g, exit_, early)
-        self.usage.exits[j.exit or VoteExit.natural.value] += 1
-        if exit_ is VoteExit.early or self.builder.verdict_tokens is None or not g.token_ids and exit_ is None:
-            return j
+        if exit_ is VoteExit.early:
+            assert early is not None
+            self.usage.exits[exit_.value] += 1
+            return self._exited_early(g, request.max_tokens, *early)
         answer, closed = self._answer_text(g)
         parsed = self._parse(g, answer)
+        reason = parsed.reason
+        if exit_ is VoteExit.deadline and not parsed.valid:
+            reason = InvalidReason.truncated  # cut by the deadline, like by a budget
+        how = exit_ or (VoteExit.budget if g.finish_reason == "length" else VoteExit.natural)
+        self.usage.exits[how.value] += 1
+        j = Judgment(parsed.slot, reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text,
+                     exit=how.value)
+        if self.builder.verdict_tokens is None or not g.token_ids and exit_ is None:
+            return j
         if parsed.valid and o.verdict_probs:
             await self._read_probability(j, request, list(g.token_ids), parsed)
         elif exit_ is VoteExit.deadline and not parsed.valid or o.should_force(parsed.reason):
             await self._force(j, request, list(g.token_ids), closed)
         return j
 
-    def _judgment(self, g: Generation, exit_: VoteExit | None, early: tuple[int, float, int] | None) -> Judgment:
-        if exit_ is VoteExit.early:
-            assert early is not None
-            slot, p, at = early
-            self.usage.thinking_tokens_saved += max(0, self._max_tokens_of(g) - g.generated_tokens)
-            text = self.builder.tokenizer.decode(list(g.token_ids[:at]), skip_special_tokens=True)
-            return Judgment(slot, None, g.finish_reason, g.prompt_tokens, g.generated_tokens, text, p_slot1=p,
-                            forced=True, probed=True, exit=exit_.value)
-        answer, _ = self._answer_text(g)
-        parsed = self._parse(g, answer)
-        reason = parsed.reason
-        if exit_ is VoteExit.deadline and not parsed.valid:
-            reason = InvalidReason.truncated  # cut by the deadline, like by a budget
-        how = exit_ or (VoteExit.budget if g.finish_reason == "length" else VoteExit.natural)
-        return Judgment(parsed.slot, reason, g.finish_reason, g.prompt_tokens, g.generated_tokens, g.text,
-                        exit=how.value)
-
-    def _max_tokens_of(self, g: Generation) -> int:
-        o = self.options
-        budget = o.sampling.max_tokens if o.max_thinking_tokens is None else min(o.sampling.max_tokens,
-                                                                                  o.max_thinking_tokens)
-        return min(budget, self.max_model_len - g.prompt_tokens)
+    def _exited_early(self, g: Generation, max_tokens: int, slot: int, p: float, at: int) -> Judgment:
+        """The vote a settled probe ended: the probe's verdict, on the ``at`` tokens it read."""
+        self.usage.thinking_tokens_saved += max(0, max_tokens - g.generated_tokens)
+        text = self.builder.tokenizer.decode(list(g.token_ids[:at]), skip_special_tokens=True)
+        return Judgment(slot, None, g.finish_reason, g.prompt_tokens, g.generated_tokens, text, p_slot1=p,
+                        forced=True, probed=True, exit=VoteExit.early.value)
 
     async def _think(self, request: GenerationRequest) -> tuple[Generation, VoteExit | None,
                                                                  tuple[int, float, int] | None]:

@@ -32,7 +32,11 @@ function pBar(p, caption = "p(first)") {
 // -- votes and matches -----------------------------------------------------------------------------
 function voteMarks(v) {
   return [
-    v.forced && badge("forced", "warn", "verdict forced after the thinking budget (or rescued)"),
+    v.forced && badge("forced", "warn", "verdict read after closing the reasoning: at the thinking budget, a "
+      + "rescue, an early exit or the deadline"),
+    v.exit && v.exit !== "natural" && badge(`exit: ${v.exit}`, v.exit === "early" ? "good" : "warn",
+      "how the thinking ended: early (the verdict was settled), budget (max_thinking_tokens / max_tokens), "
+      + "deadline (the request's deadline neared)"),
     v.finish_reason === "length" && badge("max_tokens", "warn", "generation stopped at max_tokens"),
     v.invalid_reason && badge(v.invalid_reason, "bad"),
     badge(v.source, `source-${v.source}`, "computed by this request, served from the cache, or shared with "

@@ -45,3 +45,9 @@ def test_defaults_follow_the_model():
     assert Settings(model="x", default_max_tokens=1000).effective_max_tokens == 1000
     assert Settings(model="Reward-Reasoning/RRM-7B").model_name == "Reward-Reasoning/RRM-7B"
     assert Settings().model_name == "SmolLM2-135M-Instruct"
+    # The bundled 135M model rarely reaches a verdict: a thinking budget and rescue by default.
+    assert (Settings().effective_max_thinking_tokens, Settings().effective_rescue_invalid) == (128, True)
+    rrm = Settings(model="Reward-Reasoning/RRM-32B")
+    assert (rrm.effective_max_thinking_tokens, rrm.effective_rescue_invalid) == (None, False)
+    assert Settings(default_max_thinking_tokens=64, default_rescue_invalid=False).effective_max_thinking_tokens == 64
+    assert (Settings().effective_probe_every, rrm.effective_probe_every) == (32, 256)

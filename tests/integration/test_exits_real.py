@@ -1,8 +1,11 @@
-"""Early exit and deadlines on the real vLLM CPU engine: an exit aborts the generation in vLLM
-(its token counter stops), a deadline answers 200 with forced verdicts in time."""
+"""Inside a judgment, on the real vLLM CPU engine: an early exit aborts the generation in vLLM (its
+token counter stops), a deadline answers 200 with forced verdicts in time, a streamed request
+delivers its events in order and a disconnect aborts its engine work; the bundled model's
+defaults give every vote a verdict."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -76,3 +79,56 @@ def test_a_deadline_answers_in_time_with_forced_verdicts(real_server):
     assert any(v["forced"] for v in closed)
     assert out["best"] is not None
     assert out["usage"]["exits"]["deadline"] == len(closed)
+
+
+def test_a_streamed_knockout_delivers_events_in_order(real_server):
+    body = {"query": QUERY, "responses": [*RESPONSES, "Blue light scatters most."], "method": "knockout",
+            "votes": 2, "max_tokens": 24, "cache": False, "seed": 4, "stream": True}
+    got, event = [], None
+    with httpx.stream("POST", f"{real_server.url}/v1/judge/rank", json=body, timeout=300) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                got.append((event, json.loads(line[6:]), time.monotonic()))
+    names = [n for n, _, _ in got]
+    assert names[-1] == "result" and names.count("result") == 1 and "error" not in names
+    result = got[-1][1]
+    matches = [d for n, d, _ in got if n == "match"]
+    assert [m["round"] for m in matches] == [1, 2] and matches == result["matches"]
+    assert len([n for n in names if n == "vote"]) == 4
+    # Round 1's match arrived before round 2 was judged: streamed, not sent at the end.
+    t_match1 = next(t for n, d, t in got if n == "match")
+    assert t_match1 < got[-1][2]
+
+
+def test_a_disconnect_aborts_the_streamed_generations(real_server):
+    body = {"query": QUERY, "responses": RESPONSES, "votes": 4, "early_stop": False, "cache": False,
+            "max_tokens": 2048, "max_thinking_tokens": None, "stream": True, "seed": 6}
+    before = engine_tokens(real_server.url)
+    with httpx.stream("POST", f"{real_server.url}/v1/judge/pairwise", json=body, timeout=300) as r:
+        assert r.status_code == 200
+        time.sleep(2)  # the votes are generating
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{real_server.url}/ready", timeout=10).json()["engine"]["unfinished_requests"]:
+        assert time.monotonic() < deadline, "the engine kept generating after the client left"
+        time.sleep(0.2)
+    spent = engine_tokens(real_server.url) - before
+    time.sleep(1)
+    assert engine_tokens(real_server.url) - before == spent  # no tokens after the abort
+    if spent:
+        assert spent < 4 * 2048
+
+
+def test_the_bundled_model_gives_every_vote_a_verdict_by_default(real_server):
+    """The README's first example: with the bundled model's defaults (thinking budget and rescue)
+    every vote ends with a verdict and a probability, and says how it ended."""
+    r = real_server.post("/v1/judge/pairwise", {"query": "What is 2 + 2?", "responses": ["4", "22"], "votes": 3,
+                                                "cache": False})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["winner"] in (0, 1) or out["decided_by"] in ("probability", "majority")
+    assert all(v["verdict"] and v["p_first"] is not None and v["exit"] in ("natural", "budget")
+               for v in out["votes"]), out["votes"]
+    assert out["p_first"] is not None and out["usage"]["failed_judgments"] == 0

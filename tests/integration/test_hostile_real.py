@@ -40,7 +40,8 @@ def test_render_keeps_the_structure(real_server, tokenizer):
 def test_pairwise_verdicts_come_from_the_model_only(real_server):
     for case in CASES:
         body = {"query": "Say hi", "responses": [case.text, "Hi!"], "votes": 2, "order": "both",
-                "max_tokens": 8, "cache": False, "include_reasoning": True, "early_stop": False, "seed": 3}
+                "max_tokens": 8, "cache": False, "include_reasoning": True, "early_stop": False, "seed": 3,
+                "max_thinking_tokens": None, "rescue_invalid": False}  # the model's own verdicts, none forced
         r = real_server.post("/v1/judge/pairwise", body)
         assert r.status_code == 200, (case.name, r.text)
         votes = r.json()["votes"]

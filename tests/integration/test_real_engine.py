@@ -51,7 +51,8 @@ def test_pairwise_real_generations(real_server):
     assert t["first"] + t["second"] + t["invalid"] == 3
     u = out["usage"]
     assert u["engine_calls"] == 3
-    assert u["generated_tokens"] == sum(v["generated_tokens"] for v in out["votes"])
+    # The votes' tokens, and one per verdict read (the bundled model's default budget forces them).
+    assert u["generated_tokens"] == sum(v["generated_tokens"] for v in out["votes"]) + u["probe_calls"]
     assert u["failed_judgments"] == t["invalid"]
     # The tokens the engine saw are exactly what /render shows for that order.
     for v in out["votes"]:

@@ -57,7 +57,7 @@ def prompt(builder) -> list[int]:  # type: ignore[no-untyped-def]
 
 
 async def test_a_vote_exits_at_the_first_probe_whose_verdict_is_confident(builder, prompt, tokenizer):
-    engine = ScriptedEngine(tokenizer=tokenizer, script=thinking_script(150), token_delay=0.005)
+    engine = ScriptedEngine(tokenizer=tokenizer, script=thinking_script(150), token_delay=0.005, lockstep=True)
     curve = Rising(builder, len(prompt), lambda n: min(0.99, 0.5 + n / 100))  # 0.6 at 10, 0.8 at 30 tokens
     engine.probability = curve
     await engine.start()
@@ -76,7 +76,8 @@ async def test_a_vote_exits_at_the_first_probe_whose_verdict_is_confident(builde
 
 
 async def test_an_unsettled_vote_thinks_to_its_own_verdict(builder, prompt, tokenizer):
-    engine = ScriptedEngine(tokenizer=tokenizer, script=thinking_script(40, slot=2), token_delay=0.002)
+    engine = ScriptedEngine(tokenizer=tokenizer, script=thinking_script(40, slot=2), token_delay=0.002,
+                            lockstep=True)
     engine.probability = Rising(builder, len(prompt), lambda n: 0.6)
     await engine.start()
     r = runner(engine, builder, early=EarlyExit(exit_confidence=0.9, probe_every=8, transition_words=()))
@@ -90,7 +91,7 @@ async def test_transition_words_are_probe_points(builder, prompt, tokenizer):
     def script(s: Shown) -> str:
         return "step step step step Wait, step step step step step step step\n\\boxed{Assistant 2}"
 
-    engine = ScriptedEngine(tokenizer=tokenizer, script=script, token_delay=0.005)
+    engine = ScriptedEngine(tokenizer=tokenizer, script=script, token_delay=0.005, lockstep=True)
     curve = Rising(builder, len(prompt), lambda n: 0.05)  # confident in Assistant 2 whenever asked
     engine.probability = curve
     await engine.start()
@@ -115,7 +116,7 @@ def test_exits_happen_exactly_where_the_rule_says(builder, prompt, tokenizer, ps
     p_at = [ps[min(i, len(ps) - 1)] if every * (i + 1) <= total - 4 else 0.5 for i in range(probes)]
 
     async def run():  # type: ignore[no-untyped-def]
-        engine = ScriptedEngine(tokenizer=tokenizer, script=script, token_delay=0.002)
+        engine = ScriptedEngine(tokenizer=tokenizer, script=script, token_delay=0.001, lockstep=True)
         engine.probability = Rising(builder, len(prompt), lambda n: p_at[n // every - 1])
         await engine.start()
         return await runner(engine, builder, early=rule).judge(prompt, "v", seed=1, affinity_key=None), engine

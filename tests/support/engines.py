@@ -69,6 +69,10 @@ class ScriptedEngine(EngineClient):
     # Seconds between streamed tokens; None: stream() sends the whole generation as one chunk.
     token_delay: float | None = None
     streamed: dict[str, int] = field(default_factory=dict)  # request id -> tokens sent by stream()
+    # Lock-step: stream() sends its next token only once the verdict probes in flight are answered,
+    # so where a vote exits does not depend on how loaded the machine is.
+    lockstep: bool = False
+    probing: int = 0
     _ready: bool = False
 
     @property
@@ -97,6 +101,8 @@ class ScriptedEngine(EngineClient):
             self.calls.append(request)  # judgments; verdict probes are recorded in ``probes``
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        probe = request.logprobs is not None
+        self.probing += probe
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -112,6 +118,7 @@ class ScriptedEngine(EngineClient):
             raise
         finally:
             self.in_flight -= 1
+            self.probing -= probe
         text, finish = out if isinstance(out, tuple) else (out, "stop")
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         return Generation(text=text, finish_reason=finish, prompt_tokens=len(request.prompt_token_ids),
@@ -137,6 +144,10 @@ class ScriptedEngine(EngineClient):
                 yield GenerationChunk([], finish, len(request.prompt_token_ids))
             for i, t in enumerate(ids):
                 await asyncio.sleep(self.token_delay)
+                if self.lockstep:
+                    await asyncio.sleep(0)  # a probe scheduled on the last token has started
+                    while self.probing:
+                        await asyncio.sleep(0.001)
                 self.streamed[request.request_id] = i + 1
                 last = i == len(ids) - 1
                 yield GenerationChunk([t], finish if last else None, len(request.prompt_token_ids) if i == 0 else 0)
