@@ -104,6 +104,17 @@ def write(results: Path) -> Path:
                                     ("hit_rate_by_wave", "prefix-cache hit rate by wave"),
                                     ("p50_s_by_wave", "p50 s by wave")])
         lines += ["", f"Summary: {d['summary']}", ""]
+    if d := _load(results, "thinking_exits"):
+        lines += ["## Compute inside a judgment: early exit, fixed budget, deadlines", "", f"`{d['command']}`", ""]
+        lines += _table(d["arms"], [("arm", "arm"), ("tokens_per_judgment", "tokens/judgment"),
+                                    ("tokens_vs_no_budget", "tokens vs none"),
+                                    ("seconds_per_judgment", "s/judgment"), ("time_vs_no_budget", "time vs none"),
+                                    ("agreement_with_no_budget", "agreement with none"),
+                                    ("exit_probes", "exit probes"), ("exits", "exits")])
+        lines += [""] + _table(d["deadlines"], [("deadline_s", "deadline s"), ("p50_s", "p50 s"), ("p99_s", "p99 s"),
+                                                ("deadline_hit_rate", "deadline hit rate"),
+                                                ("answered_within_deadline", "within deadline"),
+                                                ("votes_with_verdict", "votes with a verdict")]) + [""]
     if d := _load(results, "cold_start"):
         lines += ["## Cold start and memory (embedded default)", "", f"`{d['command']}`", "",
                   f"- command to /health {d['seconds_to_health']} s, to /ready **{d['seconds_to_ready']} s**",

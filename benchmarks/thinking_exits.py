@@ -89,18 +89,18 @@ async def deadline_load(url: str, pairs: list[tuple[str, list[str]]], votes: int
 
 
 @contextlib.contextmanager
-def service(url: str | None) -> Iterator[str]:
+def service(url: str | None, deadline_margin: float | None) -> Iterator[str]:
     if url:
         yield url
     else:
-        with real_server() as u:
+        with real_server(*(["--deadline-margin", str(deadline_margin)] if deadline_margin is not None else [])) as u:
             yield u
 
 
 def run(comparisons_n: int = 16, max_tokens: int = 128, budget: int = 32,
         thresholds: tuple[float, ...] = (0.6, 0.75, 0.9), probe_every: int = 16, concurrency: int = 8,
         load_requests: int = 8, load_votes: int = 2, load_max_tokens: int = 384, deadline: float = 4.0,
-        url: str | None = None) -> dict:
+        url: str | None = None, deadline_margin: float | None = None) -> dict:
     pairs = comparisons(comparisons_n)
     base = {"votes": 1, "order": "fixed", "seed": 3, "cache": False, "max_tokens": max_tokens,
             "rescue_invalid": True, "early_stop": False}
@@ -108,7 +108,7 @@ def run(comparisons_n: int = 16, max_tokens: int = 128, budget: int = 32,
             (f"fixed budget {budget}", {"max_thinking_tokens": budget})]
     arms += [(f"early exit {t}", {"max_thinking_tokens": None, "early_exit": True, "exit_confidence": t,
                                   "probe_every": probe_every}) for t in thresholds]
-    with service(url) as u:
+    with service(url, deadline_margin) as u:
         info = httpx.get(f"{u}/v1/models", timeout=30).json()["data"][0]
         judge_all_sync = lambda f: asyncio.run(judge_all(u, pairs, {**base, **f}, concurrency))  # noqa: E731
         judge_all_sync({"max_tokens": 4})  # warm-up: prompts in the prefix cache for every arm alike
@@ -127,7 +127,7 @@ def run(comparisons_n: int = 16, max_tokens: int = 128, budget: int = 32,
         r["tokens_vs_no_budget"] = round(r["tokens_per_judgment"] / none["tokens_per_judgment"], 3)
         r["time_vs_no_budget"] = round(r["seconds_per_judgment"] / none["seconds_per_judgment"], 3)
     return {"model": info["id"], "max_tokens": max_tokens, "probe_every": probe_every, "arms": rows,
-            "deadlines": loads}
+            "deadlines": loads, "deadline_margin": deadline_margin}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,14 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-requests", type=int, default=8)
     ap.add_argument("--load-max-tokens", type=int, default=384)
     ap.add_argument("--deadline", type=float, default=4.0, help="X-Request-Deadline of the loaded arm (s)")
+    ap.add_argument("--deadline-margin", type=float, help="the started server's --deadline-margin (default: its own)")
+    ap.add_argument("--out-name", default="thinking_exits", help="results file name (benchmarks/results/NAME.json)")
     a = ap.parse_args(argv)
     if why := missing_data(PANDALM):
         print(why, file=sys.stderr)
         return 2
     result = run(a.comparisons, a.max_tokens, a.budget, tuple(a.thresholds), a.probe_every, a.concurrency,
-                 a.load_requests, 2, a.load_max_tokens, a.deadline, a.url)
+                 a.load_requests, 2, a.load_max_tokens, a.deadline, a.url, a.deadline_margin)
     cmd = "python -m benchmarks.thinking_exits " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_result("thinking_exits", {"machine": machine(), "smoke": False, "command": cmd.strip(), **result})
+    write_result(a.out_name, {"machine": machine(), "smoke": False, "command": cmd.strip(), **result})
     return 0
 
 

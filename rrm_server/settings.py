@@ -148,8 +148,10 @@ class Settings(BaseSettings):
                                      "more get 429 with Retry-After.")
     body_timeout: float = Field(default=30.0, gt=0, description="Seconds a client has to send its whole "
                                 "request body (408 after).")
-    request_timeout: float | None = Field(default=None, gt=0, description="Per-request deadline in seconds "
-                                          "(504, engine work aborted); unset: none.")
+    request_timeout: float | None = Field(default=None, gt=0, description="Per-request deadline in seconds: "
+                                          "votes still thinking get forced verdicts shortly before it (see "
+                                          "--deadline-margin); at it, a 504 if even those could not finish (engine "
+                                          "work aborted); unset: none.")
     drain_delay: float = Field(default=0, ge=0, description="On SIGTERM, seconds to keep serving with /ready "
                                "at 503 so load balancers stop routing here before the listener closes.")
     drain_timeout: float = Field(default=30, ge=0, description="Then, seconds to let in-flight requests "

@@ -30,7 +30,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorResponse, "description": "Missing API key (401), unknown route (404) or method "
             "(405), body not sent in time (408), body too large (413), server at capacity (429)"},
     503: {"model": ErrorResponse, "description": "Engine not ready, restarting or failed"},
-    504: {"model": ErrorResponse, "description": "The request's deadline (--request-timeout) passed"},
+    504: {"model": ErrorResponse, "description": "The server's deadline (--request-timeout) passed before even "
+          "the forced verdicts its votes get shortly before it could finish"},
 }
 
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",

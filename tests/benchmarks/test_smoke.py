@@ -78,6 +78,21 @@ def test_ray_scaleout(smoke):
     assert 0 < row["ready_s"] and 0 < r["summary"]["serve_run_ready_s"]
 
 
+def test_thinking_exits(smoke):
+    t = load(smoke, "thinking_exits")
+    arms = {r["arm"]: r for r in t["arms"]}
+    assert list(arms) == ["no budget", "fixed budget 4", "early exit 0.75"]
+    assert all(r["judgments"] == 2 and r["valid"] == 2 for r in arms.values())  # rescue: a verdict each
+    assert arms["fixed budget 4"]["tokens_per_judgment"] <= 4
+    early = arms["early exit 0.75"]
+    assert sum(early["exits"].values()) == 2 and 0 <= early["agreement_with_no_budget"] <= 1
+    if early["exits"].get("early"):
+        assert early["exit_probes"] >= early["exits"]["early"] and early["thinking_tokens_saved"] > 0
+    plain, timed = t["deadlines"]
+    assert plain["deadline_s"] is None and plain["deadline_hit_rate"] == 0
+    assert timed["deadline_s"] == 2.0 and timed["votes_with_verdict"] == timed["votes"] == 4
+
+
 def test_cold_start_and_report(smoke):
     c = load(smoke, "cold_start")
     assert 0 < c["seconds_to_health"] <= c["seconds_to_ready"]

@@ -199,3 +199,32 @@ def test_autoscaling_goes_one_to_two_under_load_and_back(ray_http, tokenizer_dir
                 w.join(120)
         assert not failures, failures[:2]  # scaling up lost no request
         wait_until(lambda: engine_replicas() == {"RUNNING": 1}, 90, "scaling back to one replica")
+
+
+THINKING = "tests.support.ray_engines:thinking"
+
+
+def test_early_exit_deadlines_and_streams_through_serve(ray_http, tokenizer_dir):
+    """The engine replicas stream generations through Serve's streaming handles: a vote exits
+    early or at its deadline (aborted on the replica), and stream: true passes Serve's proxy."""
+    with running(ray_http, settings(tokenizer_dir, engine_replicas=1), str(tokenizer_dir), THINKING,
+                 HALF_CPU) as url:
+        body = {"query": "q", "responses": RESPONSES[:2], "votes": 2, "early_stop": False}
+        early = httpx.post(f"{url}/v1/judge/pairwise", json={**body, "early_exit": True, "exit_confidence": 0.8,
+                                                             "probe_every": 8}, timeout=60)
+        assert early.status_code == 200, early.text
+        votes = early.json()["votes"]
+        assert [v["exit"] for v in votes] == ["early", "early"] and early.json()["winner"] == 1
+        assert all(8 <= v["generated_tokens"] < 100 for v in votes), votes  # not the 300 it would think
+        late = httpx.post(f"{url}/v1/judge/pairwise", json={**body, "deadline_s": 1.5}, timeout=60)
+        assert late.status_code == 200, late.text
+        votes = late.json()["votes"]
+        assert [v["exit"] for v in votes] == ["deadline", "deadline"] and late.json()["winner"] == 1
+        assert all(v["forced"] and v["generated_tokens"] < 300 for v in votes), votes
+        names = []
+        with httpx.stream("POST", f"{url}/v1/judge/rank", timeout=60, json={
+                "query": "q", "responses": RESPONSES, "method": "knockout", "stream": True, "early_exit": True,
+                "exit_confidence": 0.8, "probe_every": 8}) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            names = [line[7:] for line in r.iter_lines() if line.startswith("event: ")]
+        assert names.count("match") == 3 and names[-1] == "result" and "vote" in names

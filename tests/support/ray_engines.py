@@ -34,3 +34,15 @@ def slow(settings: Settings) -> ScriptedEngine:
     """The same judge taking 1 s per comparison: requests stay in flight long enough to kill a
     replica under them, fill the queues, or make the autoscaler add a replica."""
     return ScriptedEngine(tokenizer=_tokenizer(settings), script=_judge, delay=1.0)
+
+
+def _thinks_long(s: Shown) -> str:
+    slot = 1 if len(s.first) >= len(s.second) else 2
+    return " ".join(["step"] * 300) + f"\n\\boxed{{Assistant {slot}}}"
+
+
+def thinking(settings: Settings) -> ScriptedEngine:
+    """A judge that thinks 300 tokens, 10 ms each, streamed, and whose probes are confident in
+    the longer response: for early exit, deadlines and streaming through Serve handles."""
+    return ScriptedEngine(tokenizer=_tokenizer(settings), script=_thinks_long, token_delay=0.01,
+                          probability=lambda s: 0.9 if len(s.first) >= len(s.second) else 0.1)
