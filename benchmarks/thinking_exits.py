@@ -104,7 +104,9 @@ def run(comparisons_n: int = 16, max_tokens: int = 128, budget: int = 32,
     pairs = comparisons(comparisons_n)
     base = {"votes": 1, "order": "fixed", "seed": 3, "cache": False, "max_tokens": max_tokens,
             "rescue_invalid": True, "early_stop": False}
+    # The same work streamed (a far deadline streams every vote and closes none): the cost of streaming.
     arms = [("no budget", {"max_thinking_tokens": None}),
+            ("no budget, streamed", {"max_thinking_tokens": None, "deadline_s": 600}),
             (f"fixed budget {budget}", {"max_thinking_tokens": budget})]
     arms += [(f"early exit {t}", {"max_thinking_tokens": None, "early_exit": True, "exit_confidence": t,
                                   "probe_every": probe_every}) for t in thresholds]

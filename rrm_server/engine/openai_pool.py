@@ -1,7 +1,8 @@
 """A pool of remote ``vllm serve`` replicas driven over their OpenAI-compatible API.
 
 Prompts go as token ids to ``/v1/completions`` (so the gateway's token-level prompt safety holds
-remotely too), with ``return_token_ids`` and, for verdict probes, ``logprobs`` with tokens as ids.
+remotely too), with ``return_token_ids`` and, for verdict probes, ``logprobs`` with tokens as ids;
+votes with early exit or a deadline stream (``stream: true``, each chunk's token ids).
 
 Routing (``engine/routing.py``, shared with the Ray Serve router): comparisons that share a prefix
 (same query, same response shown first: the ``affinity_key`` the vote runner sets) go to the same
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ from rrm_server.engine.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    GenerationChunk,
     GenerationRequest,
     ModelInfo,
 )
@@ -217,9 +220,7 @@ class OpenAIPoolEngine(EngineClient):
             return healthy[self._turn % len(healthy)]
         return affinity_pick(key, healthy, name=lambda r: r.url, load=lambda r: r.in_flight)
 
-    async def generate(self, request: GenerationRequest) -> Generation:
-        if self._http is None:
-            raise EngineUnavailable("the engine pool is not started")
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "prompt": list(request.prompt_token_ids),
@@ -235,6 +236,12 @@ class OpenAIPoolEngine(EngineClient):
         if request.logprobs is not None:
             body["logprobs"] = request.logprobs
             body["return_tokens_as_token_ids"] = True
+        return body
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if self._http is None:
+            raise EngineUnavailable("the engine pool is not started")
+        body = self._body(request)
         key = request.affinity_key or request.request_id
         tried: set[str] = set()
         last = "no healthy replica"
@@ -274,6 +281,56 @@ class OpenAIPoolEngine(EngineClient):
             if resp.status_code >= 400:
                 raise EngineError(f"replica {r.url} refused the request: {resp.text[:300]}")
             return _generation(resp.json(), request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """A streamed completion (server-sent events with each step's token ids). Retried on
+        another replica like ``generate`` until its first chunk; a replica lost after it fails the
+        vote (its tokens are gone). Closing this iterator closes the HTTP request: vLLM aborts."""
+        if self._http is None:
+            raise EngineUnavailable("the engine pool is not started")
+        body = {**self._body(request), "stream": True}
+        key = request.affinity_key or request.request_id
+        tried: set[str] = set()
+        last = "no healthy replica"
+        while True:
+            r = self.pick(key, tried)
+            if r is None:
+                if any(x.healthy for x in self.replicas):
+                    raise EngineError(f"no engine replica could complete the request ({last})")
+                raise EngineUnavailable(f"no engine replica could take the request ({last})")
+            tried.add(r.url)
+            r.in_flight += 1
+            r.requests += 1
+            started = False
+            try:
+                async with self._http.stream("POST", f"{r.url}/v1/completions", json=body,
+                                             headers={"X-Request-Id": request.request_id}) as resp:
+                    if resp.status_code >= 500:
+                        r.failures += 1
+                        last = f"{r.url}: HTTP {resp.status_code}"
+                        continue
+                    if resp.status_code >= 400:
+                        raise EngineError(f"replica {r.url} refused the request: {(await resp.aread())[:300]!r}")
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        choices = json.loads(line[6:]).get("choices") or []
+                        if choices:
+                            c = choices[0]
+                            yield GenerationChunk(c.get("token_ids") or [], c.get("finish_reason"),
+                                                  0 if started else len(request.prompt_token_ids))
+                            started = True
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.TimeoutException) as e:
+                if started:
+                    raise EngineError(f"replica {r.url} was lost mid-generation ({type(e).__name__})") from None
+                r.failures += 1
+                if not isinstance(e, httpx.TimeoutException):
+                    r.healthy = False
+                last = f"{r.url}: {type(e).__name__}"
+            finally:
+                r.in_flight -= 1
 
     async def abort(self, request_ids: Sequence[str]) -> None:
         return None  # cancelling generate() closes the HTTP request; vLLM aborts on disconnect

@@ -81,7 +81,8 @@ def test_ray_scaleout(smoke):
 def test_thinking_exits(smoke):
     t = load(smoke, "thinking_exits")
     arms = {r["arm"]: r for r in t["arms"]}
-    assert list(arms) == ["no budget", "fixed budget 4", "early exit 0.75"]
+    assert list(arms) == ["no budget", "no budget, streamed", "fixed budget 4", "early exit 0.75"]
+    assert "deadline" not in arms["no budget, streamed"]["exits"]  # a far deadline: streamed, never closed
     assert all(r["judgments"] == 2 and r["valid"] == 2 for r in arms.values())  # rescue: a verdict each
     assert arms["fixed budget 4"]["tokens_per_judgment"] <= 4
     early = arms["early exit 0.75"]

@@ -127,6 +127,25 @@ def test_verdict_probes_and_forced_verdicts_through_the_pool(pool):
     assert any(v["forced"] and 0 < v["p_first"] < 1 for v in votes), votes
 
 
+def test_early_exit_and_deadlines_stream_through_the_pool(pool):
+    """Streamed completions from `vllm serve`: a vote exits at its first settled probe (the HTTP
+    stream is closed, which aborts it there), and a deadline closes votes keeping what they thought."""
+    url, _ = pool
+    body = {"query": "Explain why the sky is blue.", "responses": ["Rayleigh scattering.", "It reflects the sea."],
+            "votes": 2, "early_stop": False, "max_tokens": 256, "seed": 2}
+    r = httpx.post(f"{url}/v1/judge/pairwise", json={**body, "early_exit": True, "exit_confidence": 0.5000001,
+                                                      "probe_every": 8}, timeout=300)
+    assert r.status_code == 200, r.text
+    votes = r.json()["votes"]
+    assert [v["exit"] for v in votes] == ["early", "early"], votes
+    assert all(8 <= v["generated_tokens"] < 64 and v["forced"] for v in votes), votes
+    r = httpx.post(f"{url}/v1/judge/pairwise", json={**body, "max_tokens": 2048, "deadline_s": 3}, timeout=300)
+    assert r.status_code == 200, r.text
+    votes = r.json()["votes"]
+    closed = [v for v in votes if v["exit"] == "deadline"]
+    assert closed and all(v["verdict"] and v["generated_tokens"] > 0 for v in closed), votes
+
+
 def test_a_replica_killed_mid_run_loses_no_request(pool):
     url, replicas = pool
 
