@@ -54,7 +54,9 @@ def offline(prompts_file: Path, max_tokens: int) -> None:
 async def through_service(url: str, pairs: list, max_tokens: int) -> tuple[dict, list[dict]]:
     async with httpx.AsyncClient(base_url=url, timeout=3600) as c:
         bodies = [{"query": q, "responses": [a, b], "votes": 1, "order": "fixed", "seed": i, "cache": False,
-                   "verdict_probs": False, "max_tokens": max_tokens, "temperature": 0.6, "top_p": 1.0}
+                   "verdict_probs": False, "max_tokens": max_tokens, "temperature": 0.6, "top_p": 1.0,
+                   # The same work as offline: no thinking budget, no forced verdict after it.
+                   "max_thinking_tokens": None, "rescue_invalid": False}
               for i, (q, a, b) in enumerate(pairs)]
         # The exact prompts and per-vote seeds, for the offline side.
         rendered = []

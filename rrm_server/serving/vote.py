@@ -224,7 +224,7 @@ class VoteRunner:
                 t.cancel()
             if not settled.done():
                 settled.cancel()
-        if consumer in done:
+        if consumer in done or (consumer.done() and not consumer.cancelled()):  # it ended by itself first
             consumer.result()  # an engine failure is this vote's
             exit_, early = None, None
         else:
@@ -247,7 +247,10 @@ class VoteRunner:
         closed = close_id in out_ids if close_id is not None else (
             bool(self.builder.reasoning_close_tag)
             and self.builder.reasoning_close_tag in self.builder.tokenizer.decode(out_ids))
-        p = await self._forced_p(request, list(out_ids), closed, f"-e{len(out_ids)}")
+        try:
+            p = await self._forced_p(request, list(out_ids), closed, f"-e{len(out_ids)}")
+        except (EngineUnavailable, EngineBusy):
+            return  # the main generation meets the same failure and reports it for the request
         side = None if p is None else policy.settled(p)
         if side is not None and not settled.done():
             settled.set_result((side + 1, p, len(out_ids)))  # type: ignore[arg-type]

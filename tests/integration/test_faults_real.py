@@ -59,7 +59,9 @@ def engine_processes(server: RealServer, kind: str) -> list[psutil.Process]:
 
 def long_body(seed: int, votes: int, max_tokens: int = 1500) -> dict:
     return {"query": f"Tell a story ({seed}).", "responses": ["Once upon a time", "It was a dark night"],
-            "votes": votes, "max_tokens": max_tokens, "seed": seed, "early_stop": False, "verdict_probs": False}
+            "votes": votes, "max_tokens": max_tokens, "seed": seed, "early_stop": False, "verdict_probs": False,
+            # No thinking budget and no rescue: each vote is one engine request running to max_tokens.
+            "max_thinking_tokens": None, "rescue_invalid": False}
 
 
 def test_redis_stopped_and_restarted_under_load_fails_no_request(faulty, redis_proc):

@@ -200,3 +200,32 @@ async def test_cancelling_the_request_aborts_the_streamed_generation(builder, pr
     streamed = engine.streamed["v"]
     await asyncio.sleep(0.1)
     assert engine.streamed["v"] == streamed  # no tokens after the abort
+
+
+async def test_a_failing_probe_never_ends_the_vote(builder, prompt, tokenizer):
+    """A mid-thought probe that fails (an engine error, or the engine refusing it) reads no verdict:
+    the vote thinks on to its own verdict; nothing is left unobserved in a probe task."""
+    import gc
+
+    from rrm_server.engine.base import EngineError, EngineUnavailable
+
+    loop = asyncio.get_running_loop()
+    unobserved: list[dict] = []
+    loop.set_exception_handler(lambda _, ctx: unobserved.append(ctx))
+    for error in (EngineError("probe failed"), EngineUnavailable("engine gone")):
+        engine = ScriptedEngine(tokenizer=tokenizer, script=thinking_script(30, slot=2), token_delay=0.002,
+                                lockstep=True)
+
+        def fail(s: Shown, error: Exception = error) -> float:
+            if "-e" in s.request.request_id:  # the exit probes fail; the verdict read after does not
+                raise error
+            return 0.3
+
+        engine.probability = fail
+        await engine.start()
+        r = runner(engine, builder, early=EarlyExit(exit_confidence=0.6, probe_every=5, transition_words=()))
+        j = await r.judge(prompt, "v", seed=1, affinity_key=None)
+        assert (j.exit, j.slot) == ("natural", 2) and r.usage.exit_probes >= 3
+        gc.collect()
+        await asyncio.sleep(0)
+        assert unobserved == [], unobserved
