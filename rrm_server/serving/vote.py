@@ -224,7 +224,7 @@ class VoteRunner:
                 t.cancel()
             if not settled.done():
                 settled.cancel()
-        if consumer in done or (consumer.done() and not consumer.cancelled()):  # it ended by itself first
+        if consumer.done() and not consumer.cancelled():  # it ended by itself (also in the tick a probe settled)
             consumer.result()  # an engine failure is this vote's
             exit_, early = None, None
         else:

@@ -5,12 +5,14 @@ as the judge thinks."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rrm_server.engine.base import EngineError, EngineUnavailable
 from rrm_server.judging.deadlines import DeadlinePlan
 from rrm_server.judging.early_exit import EarlyExit
 from rrm_server.prompt.template import PromptBuilder
@@ -205,10 +207,6 @@ async def test_cancelling_the_request_aborts_the_streamed_generation(builder, pr
 async def test_a_failing_probe_never_ends_the_vote(builder, prompt, tokenizer):
     """A mid-thought probe that fails (an engine error, or the engine refusing it) reads no verdict:
     the vote thinks on to its own verdict; nothing is left unobserved in a probe task."""
-    import gc
-
-    from rrm_server.engine.base import EngineError, EngineUnavailable
-
     loop = asyncio.get_running_loop()
     unobserved: list[dict] = []
     loop.set_exception_handler(lambda _, ctx: unobserved.append(ctx))
